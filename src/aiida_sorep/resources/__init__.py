@@ -1,0 +1,1 @@
+"""Data files shipped with aiida-sorep (pseudopotential cutoff hints, basis sets, structures)."""
