@@ -1,0 +1,1 @@
+"""AiiDA calculation plugins (CalcJobs and calcfunctions) of aiida-sorep."""

@@ -1,0 +1,1 @@
+"""Common types shared by the AiiDA plugins of aiida-sorep."""

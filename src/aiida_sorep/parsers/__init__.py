@@ -1,0 +1,1 @@
+"""AiiDA parser plugins of aiida-sorep."""

@@ -1,0 +1,1 @@
+"""AiiDA work chains of aiida-sorep."""
