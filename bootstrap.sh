@@ -74,6 +74,6 @@ case "$mode" in
         say "Building the documentation (warnings are errors)"
         "$venv/bin/python" -m sphinx -W --keep-going -q -b html docs docs/_build/html
         say "Linting"
-        "$venv/bin/ruff" check src tests benchmarks examples
+        "$venv/bin/ruff" check .
         ;;
 esac
