@@ -198,7 +198,8 @@ class SingleShotParser(PwParser):
         except ValueError as exception:
             return self.exit(self.exit_codes.ERROR_FEATURES.format(exception=exception))
 
-        allow = bool(self.node.inputs.allow_random_wavefunctions.value)
+        inputs = self.node.inputs
+        allow = bool(inputs.allow_random_wavefunctions.value) if 'allow_random_wavefunctions' in inputs else False
         counts = single_shot_bands(self.node.inputs.structure, self.node.inputs.pseudos, parameters, allow)
         fermi_dict: dict[str, Any] = {
             **fermi.to_dict(),
