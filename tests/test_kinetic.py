@@ -83,6 +83,7 @@ def test_time_reversal_reduction(mesh):
     full, w_full = kinetic.kpoint_mesh(mesh, time_reversal=False)
     half, w_half = kinetic.kpoint_mesh(mesh, time_reversal=True)
     assert len(full) == np.prod(mesh)
+    np.testing.assert_allclose(w_full, 1 / np.prod(mesh))
     assert np.isclose(w_half.sum(), 1.0)
     # every k of the full mesh is a kept point or minus a kept point
     kept = {tuple(np.round(k * mesh) % mesh) for k in half}

@@ -82,10 +82,21 @@ class EpsScan:
 
 
 def eps_scan(distances: Any, eps_values: Sequence[float] | np.ndarray | None = None) -> EpsScan:
-    """DBSCAN cluster count over ``eps_values`` (default: 200 log-spaced values between 1e-5 and 1)."""
+    """DBSCAN cluster count over ``eps_values`` (default: 200 log-spaced values between 1e-5 and 1).
+
+    With ``min_samples=1`` DBSCAN clusters are the connected components of the graph ``d_ij <= eps``, i.e. the
+    single-linkage dendrogram cut at ``eps``: the count is ``1 + #(merge heights > eps)``, computed for all eps
+    at once instead of running DBSCAN per value (``dbscan_labels`` gives the same partition at any eps).
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
     d = _check_square(distances)
     eps = np.geomspace(1e-5, 1.0, 200) if eps_values is None else np.asarray(eps_values, dtype=float)
-    counts = np.array([np.unique(dbscan_labels(d, e)).size for e in eps])
+    if d.shape[0] == 1:
+        return EpsScan(eps=eps, n_clusters=np.ones(eps.shape, dtype=int))
+    heights = np.sort(linkage(squareform(d, checks=False), method='single')[:, 2])
+    counts = 1 + heights.size - np.searchsorted(heights, eps, side='right')
     return EpsScan(eps=eps, n_clusters=counts)
 
 
