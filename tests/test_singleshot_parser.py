@@ -23,7 +23,7 @@ FIXTURES = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'singleshot'
 
 def _structure(description: dict) -> orm.StructureData:
     structure = orm.StructureData(cell=description['cell'])
-    for symbol, position in zip(description['symbols'], description['positions']):
+    for symbol, position in zip(description['symbols'], description['positions'], strict=True):
         structure.append_atom(position=position, symbols=symbol)
     return structure
 

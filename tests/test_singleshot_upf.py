@@ -63,7 +63,7 @@ def test_no_pswfc():
 
 def test_malformed_chi_raises():
     """A PP_CHI without ``l`` is a malformed file: the message says which entry."""
-    with pytest.raises(ValueError, match='PP_CHI.1'):
+    with pytest.raises(ValueError, match=r'PP_CHI\.1'):
         parse_atomic_wavefunctions('<PP_PSWFC>\n<PP_CHI.1 label="3S" occupation="2.0">\n</PP_CHI.1>\n</PP_PSWFC>')
 
 
