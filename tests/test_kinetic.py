@@ -218,3 +218,17 @@ def test_nanotubes_have_different_kinetic_dos():
     d = cosine_distance_matrix([zigzag, armchair, zigzag_shaken])
     assert d[0, 1] > 0.05
     assert d[0, 1] > 100 * d[0, 2]
+
+
+def test_gaussian_dos_truncated_equals_dense():
+    """The windowed sum on a uniform grid equals the dense sum on the same grid made non-uniform by 1e-7 eV."""
+    rng = np.random.default_rng(1)
+    values = rng.uniform(-5.0, 45.0, size=3000)  # some states beyond both ends of the grid
+    weights = rng.uniform(0.5, 1.5, size=values.size)
+    grid = np.linspace(0.0, 40.0, 801)
+    jittered = grid.copy()
+    jittered[1:-1] += rng.uniform(-1e-7, 1e-7, size=grid.size - 2)  # forces the dense branch
+    fast = kinetic.gaussian_dos(values, weights, grid, width=0.3, chunk=257)
+    dense = kinetic.gaussian_dos(values, weights, jittered, width=0.3)
+    np.testing.assert_allclose(fast, dense, rtol=1e-5, atol=1e-12 * dense.max())
+    assert np.trapezoid(kinetic.gaussian_dos(np.array([20.0]), np.ones(1), grid, width=0.3), grid) == pytest.approx(1)
