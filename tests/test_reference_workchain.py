@@ -7,6 +7,9 @@ from aiida.engine import run_get_node
 from aiida.plugins import WorkflowFactory
 from ase.build import bulk
 
+from aiida_sorep.plotting.bands import plot_reference
+from aiida_sorep.workflows.reference import query_reference_results
+
 ReferenceWorkChain = WorkflowFactory('sorep.reference')
 
 
@@ -35,7 +38,7 @@ def assert_outputs_linked(node):
     assert analysis.inputs.scf_bands.uuid == scf.outputs.output_band.uuid == node.outputs.scf_bands.uuid
 
 
-def test_silicon_fast(pw_code, pseudo_family):
+def test_silicon_fast(pw_code, pseudo_family, tmp_path):
     """Conventional 8-atom Si: seekpath reduces it to 2 atoms; indirect gap 0.4-0.8 eV; masses of the right sign."""
     structure = orm.StructureData(ase=bulk('Si', 'diamond', a=5.431, cubic=True))
     results, node = run_reference(pw_code, structure)
@@ -64,9 +67,18 @@ def test_silicon_fast(pw_code, pseudo_family):
     assert info['seekpath_changed_cell'] is True
     assert (info['n_sites_input'], info['n_sites_primitive']) == (8, 2)
     assert len(results['primitive_structure'].sites) == 2
+    # The QueryBuilder recipe of docs/reference.md finds this run.
+    row = next(row for row in query_reference_results() if row['pk'] == node.pk)
+    assert row['formula'] == 'Si8'
+    assert row['band_gap'] == props['band_gap']
+    assert (row['electron_mass'], row['hole_mass']) == (props['electron_mass'], props['hole_mass'])
+    assert row['is_tcm_candidate'] is props['is_tcm_candidate']
+    # The plot helper works on the real node.
+    plot_reference(node, tmp_path / 'si.png')
+    assert (tmp_path / 'si.png').read_bytes()[:4] == b'\x89PNG'
 
 
-def test_aluminium_metal(pw_code, pseudo_family):
+def test_aluminium_metal(pw_code, pseudo_family, tmp_path):
     """One-atom Al: a metal, masses None, label False, exit status 0."""
     structure = orm.StructureData(ase=bulk('Al', 'fcc', a=4.05))
     results, node = run_reference(pw_code, structure)
@@ -79,3 +91,14 @@ def test_aluminium_metal(pw_code, pseudo_family):
     assert props['electron_masses'] == []
     assert props['is_tcm_candidate'] is False
     assert props['band_gap'] == 0.0
+    row = next(row for row in query_reference_results() if row['pk'] == node.pk)
+    assert row == {
+        'pk': node.pk,
+        'formula': 'Al',
+        'band_gap': 0.0,
+        'electron_mass': None,
+        'hole_mass': None,
+        'is_tcm_candidate': False,
+    }
+    plot_reference(node, tmp_path / 'al.png')
+    assert (tmp_path / 'al.png').stat().st_size > 1000

@@ -37,7 +37,7 @@ from aiida_sorep.core.fermi import find_fermi_level
 from aiida_sorep.core.tcm import TcmThresholds, tcm_label
 from aiida_sorep.workflows.protocols import SorepProtocolMixin
 
-__all__ = ('ReferenceWorkChain', 'compute_reference_properties', 'segments_of_path')
+__all__ = ('ReferenceWorkChain', 'compute_reference_properties', 'query_reference_results', 'segments_of_path')
 
 RY_TO_EV = 13.605693122994
 """eV per Rydberg (CODATA 2018), for QE's ``degauss``."""
@@ -483,3 +483,39 @@ def _cell_info(original: orm.StructureData, primitive: orm.StructureData) -> orm
             'primitive_cell': primitive.cell,
         }
     )
+
+
+def query_reference_results() -> list[dict]:
+    """Return one row per successful ``sorep.reference`` run in the loaded profile.
+
+    Each row: ``pk``, ``formula`` (of the input structure), ``band_gap`` (eV), ``electron_mass`` and ``hole_mass``
+    (m_e, ``None`` for metals) and ``is_tcm_candidate``, sorted by ``pk``.
+    """
+    builder = orm.QueryBuilder()
+    builder.append(
+        orm.WorkflowNode,
+        filters={'process_type': 'aiida.workflows:sorep.reference', 'attributes.exit_status': 0},
+        project=['id'],
+        tag='reference',
+    )
+    builder.append(orm.StructureData, with_outgoing='reference', edge_filters={'label': 'structure'}, project=['*'])
+    keys = ('band_gap', 'electron_mass', 'hole_mass', 'is_tcm_candidate')
+    builder.append(
+        orm.Dict,
+        with_incoming='reference',
+        edge_filters={'label': 'properties'},
+        project=[f'attributes.{key}' for key in keys],
+    )
+    rows = []
+    for pk, structure, gap, electron_mass, hole_mass, label in builder.all():
+        rows.append(
+            {
+                'pk': pk,
+                'formula': structure.get_formula(),
+                'band_gap': gap,
+                'electron_mass': electron_mass,
+                'hole_mass': hole_mass,
+                'is_tcm_candidate': bool(label),  # SQLite's JSON gives 0/1
+            }
+        )
+    return sorted(rows, key=lambda row: row['pk'])
