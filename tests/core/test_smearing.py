@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from aiida_sorep.core.smearing import Smearing, delta, delta_derivative, occupation
+from aiida_sorep.core.smearing import Smearing, delta, delta_derivative, occupation, occupation_and_delta
 
 SMOOTH = [Smearing.GAUSSIAN, Smearing.FERMI_DIRAC, Smearing.METHFESSEL_PAXTON, Smearing.COLD]
 ALL = [Smearing.FIXED, *SMOOTH]
@@ -135,3 +135,11 @@ def test_occupation_matches_quantum_espresso_wgauss_for_cold():
 def test_scalar_input_gives_scalar_shape():
     assert np.shape(occupation(0.3, 'gaussian')) == ()
     assert np.shape(delta(0.3, 'cold')) == ()
+
+
+@pytest.mark.parametrize('kind', SMOOTH)
+def test_occupation_and_delta_is_consistent(kind):
+    x = np.linspace(-30, 30, 601)
+    occ, dlt = occupation_and_delta(x, kind)
+    np.testing.assert_allclose(occ, occupation(x, kind), atol=1e-15)
+    np.testing.assert_allclose(dlt, delta(x, kind), atol=1e-15)

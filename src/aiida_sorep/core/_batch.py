@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .smearing import Smearing, delta, occupation
+from .smearing import Smearing, occupation_and_delta
 
 _INTEGER_FILLING_TOL = 1e-6
 _MAX_ITERATIONS = 100
@@ -68,8 +68,9 @@ def _count_and_dos(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``N(E) - n_full`` contributions and ``dN/dE`` of gathered states ``(n, n_states)`` at ``fermi`` ``(n,)``."""
     x = (fermi[:, None] - energies) / sigma
-    count = n_full + np.einsum('ij,ij->i', weights, occupation(x, kind))
-    dos = np.einsum('ij,ij->i', weights, delta(x, kind)) / sigma
+    occ, dlt = occupation_and_delta(x, kind)
+    count = n_full + np.einsum('ij,ij->i', weights, occ)
+    dos = np.einsum('ij,ij->i', weights, dlt) / sigma
     return count, dos
 
 
@@ -115,6 +116,18 @@ def _safeguarded_newton(
     return fermi, converged
 
 
+def _gathered(
+    eig: np.ndarray, weights: np.ndarray, top: np.ndarray, bot: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """States of the bands that reach into ``[low, high]`` ``(n,)``: ``(energies, weights, n_full)`` with
+    ``energies``/``weights`` ``(n, n_states)`` and ``n_full`` the electrons of the bands entirely below ``low``."""
+    start = (top < low[:, None]).sum(axis=1)
+    stop = np.maximum((bot <= high[:, None]).sum(axis=1), start)
+    energies, mask = _gather_bands(eig, start, stop)
+    w = np.where(mask, weights[:, :, None], 0.0).reshape(eig.shape[0], -1)
+    return energies.reshape(eig.shape[0], -1), w, 2.0 * start
+
+
 def batch_fermi_levels(
     eig: np.ndarray,
     weights: np.ndarray,
@@ -127,6 +140,15 @@ def batch_fermi_levels(
     tol: float,
 ) -> BatchFermi:
     """Fermi levels of a chunk of one-spin-channel materials (same algorithms as :func:`find_fermi_level`).
+
+    1. integer filling with a gap: mid-gap (or the VBM at zero temperature without ``midgap``);
+    2. zero-temperature Fermi level ``E0`` from the sorted states of the bands between ``min_k e[ceil(n)-1]`` and
+       ``max_k e[floor(n)]`` (``n = N/2``), the only ones that can be partially occupied;
+    3. finite width: only the bands within ``margin + reach`` of ``E0`` are kept (``margin = max(8 sigma, 0.5 eV)``,
+       ``reach`` the support of the smearing); the count is exact as long as the Fermi level stays within
+       ``margin`` of ``E0``. Safeguarded Newton (monotonic smearings) or Gaussian guess + bracket + safeguarded
+       Newton (cold, Methfessel-Paxton), all restricted to ``[E0 - margin, E0 + margin]``. Materials whose
+       bracket or post-check fails are flagged ``needs_fallback`` (the caller uses :func:`find_fermi_level`).
 
     :param eig: eV, ``(n, n_kpoints, n_bands)``, sorted along bands.
     :param weights: ``(n, n_kpoints)``, each row summing to 2.
@@ -160,84 +182,67 @@ def batch_fermi_levels(
         method[gapped] = 'zero-temperature'
         done |= gapped
 
-    # bracket of the zero-temperature Fermi level: bands j_lo = ceil(n)-1 and j_hi = floor(n)
-    j_lo = np.clip(np.ceil(half - 1e-12).astype(int) - 1, 0, n_bands - 1)
-    j_hi = np.clip(np.floor(half + 1e-12).astype(int), 0, n_bands - 1)
-    low = bot[rows, j_lo]
-    high = top[rows, j_hi]
-
     todo = np.flatnonzero(~done)
-    if todo.size and zero_temperature:
-        start = (top[todo] < low[todo, None]).sum(axis=1)
-        stop = (bot[todo] <= high[todo, None]).sum(axis=1)
-        energies, mask = _gather_bands(eig[todo], start, stop)
-        w = np.where(mask, weights[todo][:, :, None], 0.0).reshape(todo.size, -1)
-        energies = energies.reshape(todo.size, -1)
-        order = np.argsort(energies, axis=1, kind='stable')
-        sorted_energies = np.take_along_axis(energies, order, axis=1)
-        cumulative = 2.0 * start[:, None] + np.cumsum(np.take_along_axis(w, order, axis=1), axis=1)
-        index = np.argmax(cumulative >= (n_electrons[todo] - _INTEGER_FILLING_TOL)[:, None], axis=1)
-        fermi[todo] = sorted_energies[np.arange(todo.size), index]
-        error[todo] = 0.0
-        method[todo] = 'zero-temperature'
-        return BatchFermi(fermi, error, gapped, method, fallback)
-
     if todo.size:
-        support = max(smearing.support, Smearing.GAUSSIAN.support)
-        margin = (support if smearing.is_monotonic else 2 * support) * sigma
-        lower = low[todo] - margin
-        upper = high[todo] + margin
-        reach = smearing.support * sigma
-        start = (top[todo] < (lower - reach)[:, None]).sum(axis=1)
-        stop = (bot[todo] <= (upper + reach)[:, None]).sum(axis=1)
-        energies, mask = _gather_bands(eig[todo], start, stop)
-        w = np.where(mask, weights[todo][:, :, None], 0.0).reshape(todo.size, -1)
-        energies = energies.reshape(todo.size, -1)
-        n_full = 2.0 * start
-        target = n_electrons[todo]
-        if smearing.is_monotonic:
-            result, ok = _safeguarded_newton(
-                energies, w, n_full, target, smearing, sigma, lower, upper, 0.5 * (lower + upper), tol
-            )
-            method[todo] = 'bisection'
+        # zero-temperature Fermi level from the bands that can be partially occupied
+        j_lo = np.clip(np.ceil(half[todo] - 1e-12).astype(int) - 1, 0, n_bands - 1)
+        j_hi = np.clip(np.floor(half[todo] + 1e-12).astype(int), 0, n_bands - 1)
+        low = bot[todo, j_lo]
+        high = top[todo, j_hi]
+        energies, w, n_full = _gathered(eig[todo], weights[todo], top[todo], bot[todo], low, high)
+        order = np.argsort(energies, axis=1)
+        sorted_energies = np.take_along_axis(energies, order, axis=1)
+        cumulative = n_full[:, None] + np.cumsum(np.take_along_axis(w, order, axis=1), axis=1)
+        index = np.argmax(cumulative >= (n_electrons[todo] - _INTEGER_FILLING_TOL)[:, None], axis=1)
+        e_zero = sorted_energies[np.arange(todo.size), index]
+        if zero_temperature:
+            fermi[todo] = e_zero
+            method[todo] = 'zero-temperature'
         else:
-            gaussian_reach = Smearing.GAUSSIAN.support * sigma
-            # the Gaussian guess (its support is inside the gathered bands' margin)
-            guess, ok = _safeguarded_newton(
-                energies,
-                w,
-                n_full,
-                target,
-                Smearing.GAUSSIAN,
-                sigma,
-                low[todo] - gaussian_reach,
-                high[todo] + gaussian_reach,
-                0.5 * (low[todo] + high[todo]),
-                tol,
+            margin = max(8.0 * sigma, 0.5)
+            reach = smearing.support * sigma
+            lower = e_zero - margin
+            upper = e_zero + margin
+            energies, w, n_full = _gathered(
+                eig[todo], weights[todo], top[todo], bot[todo], lower - reach, upper + reach
             )
-            a, b, bracketed = _grow_brackets(energies, w, n_full, target, smearing, sigma, guess, lower, upper)
-            result, ok2 = _safeguarded_newton(
-                energies, w, n_full, target, smearing, sigma, a, b, np.clip(guess, a, b), tol
+            target = n_electrons[todo]
+            if smearing.is_monotonic:
+                kind_first = smearing
+            else:
+                kind_first = Smearing.GAUSSIAN
+            count_lower, _ = _count_and_dos(energies, w, n_full, lower, kind_first, sigma)
+            count_upper, _ = _count_and_dos(energies, w, n_full, upper, kind_first, sigma)
+            ok = (count_lower < target) & (count_upper > target)
+            result, converged = _safeguarded_newton(
+                energies, w, n_full, target, kind_first, sigma, lower, upper, np.clip(e_zero, lower, upper), tol
             )
-            ok = ok & ok2 & bracketed
-            method[todo] = 'two-stage'
-        count, _ = _count_and_dos(energies, w, n_full, result, smearing, sigma)
-        residual = count - target
-        ok &= np.abs(residual) <= max(1e3 * tol, 1e-6)
-        fermi[todo] = result
-        error[todo] = residual
-        fallback[todo] = ~ok
+            ok &= converged
+            if smearing.is_monotonic:
+                method[todo] = 'bisection'
+            else:
+                a, b, bracketed = _grow_brackets(energies, w, n_full, target, smearing, sigma, result, lower, upper)
+                result, converged = _safeguarded_newton(
+                    energies, w, n_full, target, smearing, sigma, a, b, np.clip(result, a, b), tol
+                )
+                ok &= converged & bracketed
+                method[todo] = 'two-stage'
+            count, _ = _count_and_dos(energies, w, n_full, result, smearing, sigma)
+            residual = count - target
+            ok &= np.abs(residual) <= max(1e3 * tol, 1e-6)
+            fermi[todo] = result
+            error[todo] = residual
+            fallback[todo] = ~ok
 
-    # errors of the mid-gap levels with a finite width (the smearing tails across the gap)
+    # electron-count error of the mid-gap levels with a finite width (the smearing tails across the gap)
     finished = np.flatnonzero(done)
     if finished.size and not zero_temperature:
         reach = smearing.support * sigma
         e_f = fermi[finished]
-        start = (top[finished] < (e_f - reach)[:, None]).sum(axis=1)
-        stop = (bot[finished] <= (e_f + reach)[:, None]).sum(axis=1)
-        energies, mask = _gather_bands(eig[finished], start, stop)
-        w = np.where(mask, weights[finished][:, :, None], 0.0).reshape(finished.size, -1)
-        count, _ = _count_and_dos(energies.reshape(finished.size, -1), w, 2.0 * start, e_f, smearing, sigma)
+        energies, w, n_full = _gathered(
+            eig[finished], weights[finished], top[finished], bot[finished], e_f - reach, e_f + reach
+        )
+        count, _ = _count_and_dos(energies, w, n_full, e_f, smearing, sigma)
         error[finished] = count - n_electrons[finished]
     return BatchFermi(fermi, error, gapped, method, fallback)
 
@@ -311,14 +316,17 @@ def _series(alpha: float) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=32)
 def _block_kernel(alpha: float, half_width: int, n_terms: int) -> np.ndarray:
-    """Matrix ``(n_terms * (BLOCK + 2K), BLOCK)``: moments of a block's inputs -> the block's outputs."""
+    """Matrix ``((BLOCK + 2K) * n_terms, BLOCK)``: moments of a block's inputs (input-major, term-minor) -> the
+    block's outputs."""
     n_inputs = _BLOCK + 2 * half_width
     k = (np.arange(_BLOCK)[None, :] + half_width) - np.arange(n_inputs)[:, None]  # (n_inputs, BLOCK)
     envelope = np.where(np.abs(k) <= half_width, np.exp(-alpha * k * k), 0.0)
     factorials = np.array([math.factorial(p) for p in range(n_terms)], dtype=float)
-    kernel = envelope[None] * (2 * alpha * k[None]) ** np.arange(n_terms)[:, None, None] / factorials[:, None, None]
+    powers = np.arange(n_terms)[None, :, None]
+    kernel = envelope[:, None, :] * (2 * alpha * k[:, None, :]) ** powers / factorials[None, :, None]
+    kernel = np.ascontiguousarray(kernel.reshape(n_inputs * n_terms, _BLOCK))
     kernel.setflags(write=False)
-    return kernel.reshape(n_terms * n_inputs, _BLOCK)
+    return kernel
 
 
 def gaussian_dos_on_grids(
@@ -352,15 +360,18 @@ def gaussian_dos_on_grids(
     u = t - m
     flat = rows * n_ext + (m.astype(np.int64) + half_width)
     base = weights[keep] * np.exp(-alpha * u * u)
-    moments = np.empty((n_materials, n_terms, n_ext))
+    moments = np.empty((n_materials, n_ext, n_terms))
     power = base
     for p in range(n_terms):
-        moments[:, p, :] = np.bincount(flat, weights=power, minlength=n_materials * n_ext).reshape(n_materials, n_ext)
+        moments[:, :, p] = np.bincount(flat, weights=power, minlength=n_materials * n_ext).reshape(n_materials, n_ext)
         if p + 1 < n_terms:
             power = power * u
-    windows = np.lib.stride_tricks.sliding_window_view(moments, _BLOCK + 2 * half_width, axis=2)[:, :, ::_BLOCK, :]
-    # (n, n_terms, n_blocks, BLOCK + 2K) -> (n, n_blocks, n_terms * (BLOCK + 2K))
-    stacked = np.ascontiguousarray(windows.transpose(0, 2, 1, 3)).reshape(n_materials * n_blocks, -1)
-    out = stacked @ _block_kernel(alpha, half_width, n_terms)
-    dos = out.reshape(n_materials, n_blocks * _BLOCK)[:, :n_points]
+    kernel = _block_kernel(alpha, half_width, n_terms)
+    n_inputs = _BLOCK + 2 * half_width
+    dos = np.empty((n_materials, n_blocks * _BLOCK))
+    for block in range(n_blocks):
+        # a view (n, n_inputs * n_terms): each row is contiguous, rows n_ext * n_terms apart -> one GEMM, no copy
+        inputs = moments[:, block * _BLOCK : block * _BLOCK + n_inputs, :].reshape(n_materials, n_inputs * n_terms)
+        dos[:, block * _BLOCK : (block + 1) * _BLOCK] = inputs @ kernel
+    dos = dos[:, :n_points]
     return dos / (sigma * math.sqrt(math.pi))
