@@ -45,6 +45,10 @@ def test_dbscan_eps_scan_and_knn_on_synthetic_clusters():
     assert scan.range_for(5) is None  # equal gaps: 6 clusters jump straight to 3
     for eps, count in zip(scan.eps[::6], scan.n_clusters[::6], strict=True):  # the fast scan is DBSCAN
         assert len(set(similarity.dbscan_labels(d, eps))) == count
+    np.testing.assert_allclose(similarity.merge_heights(d), [1e-4, 1e-4, 1e-4, 0.1 - 2e-4, 0.5 - (0.1 + 1e-4)])
+    index, gap_low, gap_high = similarity.largest_gap(similarity.merge_heights(d))
+    assert (index, gap_low) == (2, pytest.approx(1e-4))
+    assert gap_high == pytest.approx(0.1 - 2e-4)
     curve = similarity.knn_distance_curve(d, k=1)
     np.testing.assert_allclose(curve, [1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 0.5 - (0.1 + 1e-4)])
     assert similarity.knee_point(np.array([0.0, 0.01, 0.02, 0.03, 1.0])) == 3
@@ -88,7 +92,7 @@ def test_batio3_dbscan_recovers_polymorphs_and_matches_structure_matcher(batio3_
     same = truth[:, None] == truth[None, :]
     within, between = d[same].max(), d[~same].min()
     assert within < between / 5  # a clear gap between "same polymorph" and "different polymorph"
-    eps = float(np.sqrt(within * between))  # geometric middle of the gap
+    eps = float(np.sqrt(within * between))  # log-middle of the gap
     labels = similarity.dbscan_labels(d, eps)
     assert len(set(labels)) == 4
     assert similarity.adjusted_rand_index(labels, truth) == 1.0

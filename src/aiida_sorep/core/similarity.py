@@ -26,6 +26,8 @@ __all__ = (
     'eps_scan',
     'knee_point',
     'knn_distance_curve',
+    'largest_gap',
+    'merge_heights',
     'plot_distance_matrix',
     'plot_eps_scan',
     'plot_knn_curve',
@@ -88,16 +90,45 @@ def eps_scan(distances: Any, eps_values: Sequence[float] | np.ndarray | None = N
     single-linkage dendrogram cut at ``eps``: the count is ``1 + #(merge heights > eps)``, computed for all eps
     at once instead of running DBSCAN per value (``dbscan_labels`` gives the same partition at any eps).
     """
+    d = _check_square(distances)
+    eps = np.geomspace(1e-5, 1.0, 200) if eps_values is None else np.asarray(eps_values, dtype=float)
+    heights = merge_heights(d)
+    counts = 1 + heights.size - np.searchsorted(heights, eps, side='right')
+    return EpsScan(eps=eps, n_clusters=counts)
+
+
+def merge_heights(distances: Any) -> np.ndarray:
+    """Sorted single-linkage merge distances, shape (n_samples - 1,).
+
+    DBSCAN with ``min_samples=1`` at ``eps`` gives ``1 + #(heights > eps)`` clusters, so a large ratio between
+    consecutive heights is a wide, stable eps plateau (see :func:`largest_gap`).
+    """
     from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
     d = _check_square(distances)
-    eps = np.geomspace(1e-5, 1.0, 200) if eps_values is None else np.asarray(eps_values, dtype=float)
-    if d.shape[0] == 1:
-        return EpsScan(eps=eps, n_clusters=np.ones(eps.shape, dtype=int))
-    heights = np.sort(linkage(squareform(d, checks=False), method='single')[:, 2])
-    counts = 1 + heights.size - np.searchsorted(heights, eps, side='right')
-    return EpsScan(eps=eps, n_clusters=counts)
+    if d.shape[0] < 2:
+        return np.zeros(0)
+    return np.sort(linkage(squareform(d, checks=False), method='single')[:, 2])
+
+
+def largest_gap(values: Any, floor: float = 1e-9) -> tuple[int, float, float]:
+    """Largest ratio between consecutive sorted ``values``, among those that start at or above ``floor``.
+
+    Values below ``floor`` (identical structures, e.g. a cell and its supercell, give ~1e-16) are treated as
+    zero and cannot start a gap, otherwise the step from numerical noise to the first real distance would win.
+
+    :return: ``(index, low, high)`` with ``low = values[index]`` and ``high = values[index + 1]`` (sorted); when
+        ``values`` are :func:`merge_heights`, any eps in ``[low, high)`` gives the same DBSCAN partition, with
+        ``n_samples - 1 - index`` clusters, and ``sqrt(low * high)`` is the log-middle of that plateau.
+    """
+    v = np.sort(np.asarray(values, dtype=float))
+    candidates = np.nonzero(v[:-1] >= floor)[0]
+    if candidates.size == 0:
+        raise ValueError(f'need at least two values, one of them >= floor={floor}, to find a gap')
+    ratios = v[candidates + 1] / v[candidates]
+    index = int(candidates[np.argmax(ratios)])
+    return index, float(v[index]), float(v[index + 1])
 
 
 def knn_distance_curve(distances: Any, k: int = 1) -> np.ndarray:
@@ -163,20 +194,27 @@ def plot_distance_matrix(distances: Any, labels: Any, ax: Any = None, names: Seq
     return ax
 
 
-def plot_knn_curve(curve: Any, ax: Any = None, k: int = 1) -> Any:
-    """Sorted k-NN distance curve with its elbow marked; returns the axes."""
+def plot_knn_curve(
+    curve: Any, ax: Any = None, k: int = 1, heights: Any = None, band: tuple[float, float] | None = None
+) -> Any:
+    """Sorted k-NN distance curve with its elbow, optionally the sorted merge heights and an eps band."""
     import matplotlib.pyplot as plt
 
     y = np.asarray(curve, dtype=float)
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(range(y.size), y, '.-')
+    ax.plot(range(y.size), y, '.-', label=f'distance to neighbour #{k}')
     knee = knee_point(y)
-    ax.axhline(y[knee], color='C3', ls='--', label=f'elbow: {y[knee]:.2e}')
-    ax.set_yscale('symlog', linthresh=1e-6)
-    ax.set_xlabel('sample (sorted)')
-    ax.set_ylabel(f'distance to neighbour #{k}')
-    ax.legend()
+    ax.axhline(y[knee], color='C3', ls='--', lw=0.8, label=f'elbow (chord): {y[knee]:.2e}')
+    if heights is not None:
+        h = np.asarray(heights, dtype=float)
+        ax.plot(range(h.size), h, 's-', ms=3, color='C1', label='single-linkage merge heights')
+    if band is not None:
+        ax.axhspan(*band, color='C2', alpha=0.2, label=f'eps band [{band[0]:.1e}, {band[1]:.1e}]')
+    ax.set_yscale('symlog', linthresh=1e-7)
+    ax.set_xlabel('sorted index')
+    ax.set_ylabel('cosine distance')
+    ax.legend(fontsize=7)
     return ax
 
 
