@@ -444,7 +444,7 @@ class ReferenceWorkChain(SorepProtocolMixin, WorkChain):
 
     def results(self):
         """Attach the outputs."""
-        info = _cell_info(self.inputs.structure, self.ctx.structure, metadata={'call_link_label': 'cell_info'})
+        info = compare_cells(self.inputs.structure, self.ctx.structure, metadata={'call_link_label': 'cell_info'})
         self.out('cell_info', info)
         self.out('properties', self.ctx.properties)
         self.out('band_structure', self.ctx.workchain_bands.outputs.band_structure)
@@ -469,7 +469,7 @@ class ReferenceWorkChain(SorepProtocolMixin, WorkChain):
 
 
 @calcfunction
-def _cell_info(original: orm.StructureData, primitive: orm.StructureData) -> orm.Dict:
+def compare_cells(original: orm.StructureData, primitive: orm.StructureData) -> orm.Dict:
     """Record whether seekpath changed the cell (same node twice when no seekpath was run)."""
     changed = len(original.sites) != len(primitive.sites) or not np.allclose(
         original.cell, primitive.cell, atol=CELL_TOLERANCE
