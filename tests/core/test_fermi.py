@@ -171,9 +171,9 @@ def _non_monotonic_cold_case() -> tuple[np.ndarray, np.ndarray, float, float]:
     """Flat bands at -3, 0 and 3.3 eV (2 electrons each), 4.05 electrons, cold smearing of 0.1 eV.
 
     Cold smearing overshoots (f reaches 1.083 at x = sqrt(2)), so N(E) - 4.05 has three roots: on the rising edge of
-    the band at 0 eV (~0.03 eV), on its falling overshoot (~0.27 eV) and on the rising edge of the band at 3.3 eV
-    (~3.16 eV). Only the last one is physical (the Gaussian-smearing solution is next to it, and the DOS is
-    positive there); bisection on the whole spectrum starts at its middle, 0.15 eV, inside the overshoot, and
+    the band at 0 eV (0.099 eV), on its falling overshoot (0.221 eV) and on the rising edge of the band at 3.3 eV
+    (3.195 eV). Only the last one is physical (the Gaussian-smearing solution, 3.161 eV, is next to it, and the DOS
+    is positive there); bisection on the whole spectrum starts at its middle, 0.15 eV, inside the overshoot, and
     converges to the spurious root on the rising edge.
     """
     eigenvalues = np.array([[[-3.0, 0.0, 3.3]] * 4])
