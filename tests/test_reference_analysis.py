@@ -24,7 +24,7 @@ def model_bands(fractional: np.ndarray, shift: float = 0.0) -> np.ndarray:
     return np.stack([HBAR2_OVER_2ME * k2 / M_H + shift, GAP + HBAR2_OVER_2ME * k2 / M_E + shift], axis=1)
 
 
-def analytic_inputs(shift: float = 0.0):
+def analytic_inputs(shift: float = 0.0, smearing: str = 'cold', degauss: float = 0.01):
     """SCF BandsData on a 4x4x4 grid (weights) and a labelled Gamma-X-M-Gamma path BandsData, both stored."""
     cell = np.eye(3) * A
     grid = np.array([[i, j, k] for i in range(-1, 3) for j in range(-1, 3) for k in range(-1, 3)]) / 4.0
@@ -48,8 +48,8 @@ def analytic_inputs(shift: float = 0.0):
     band_structure.set_kpointsdata(path_kpoints)
     band_structure.set_bands(model_bands(path, shift), units='eV')
     settings = {
-        'smearing': 'cold',
-        'degauss': 0.01,
+        'smearing': smearing,
+        'degauss': degauss,
         'temperature': 300.0,
         'edge_window': 0.1,
         'tcm_thresholds': {'min_band_gap': 0.5, 'max_electron_mass': 0.5, 'min_hole_mass': -1.0},
@@ -62,9 +62,13 @@ def analytic_inputs(shift: float = 0.0):
     }
 
 
-def test_masses_from_analytic_parabolic_bandsdata():
+@pytest.mark.parametrize('occupations', [('cold', 0.01), ('fixed', 0.0)])
+def test_masses_from_analytic_parabolic_bandsdata(occupations):
     """The calcfunction recovers the model's masses from BandsData (cartesian k in 1/Å with 2π), holes negative."""
-    results, node = compute_reference_properties.run_get_node(**analytic_inputs(shift=1.7))
+    smearing, degauss = occupations
+    results, node = compute_reference_properties.run_get_node(
+        **analytic_inputs(shift=1.7, smearing=smearing, degauss=degauss)
+    )
     assert node.is_finished_ok, node.exit_message
     props = results['properties'].get_dict()
     assert props['band_gap'] == pytest.approx(GAP)
@@ -157,3 +161,23 @@ def test_protocols_and_builder(pw_code, pseudo_family):
     assert balanced.pw_bands.scf.kpoints_distance.value == 0.15
     mpi = ReferenceWorkChain.get_builder_from_protocol(pw_code, structure, options={'withmpi': True})
     assert mpi.pw_bands.scf.pw.metadata.options.withmpi is True
+
+
+def test_both_band_paths_rejected(pw_code, pseudo_family):
+    """``bands_kpoints`` and ``bands_kpoints_distance`` together are refused when the process is created."""
+    structure = orm.StructureData(ase=bulk('Si', 'diamond', a=5.431))
+    builder = ReferenceWorkChain.get_builder_from_protocol(pw_code, structure, protocol='fast')
+    kpoints = orm.KpointsData()
+    kpoints.set_cell_from_structure(structure)
+    kpoints.set_kpoints([[0, 0, 0], [0.25, 0, 0.25], [0.5, 0, 0.5]], labels=[(0, 'GAMMA'), (2, 'X')])
+    builder.bands_kpoints = kpoints
+    with pytest.raises(ValueError, match='either `bands_kpoints` or `bands_kpoints_distance`'):
+        run_get_node(builder)
+
+
+def test_invalid_tcm_thresholds_rejected(pw_code, pseudo_family):
+    structure = orm.StructureData(ase=bulk('Si', 'diamond', a=5.431))
+    overrides = {'tcm_thresholds': {'min_hole_mass': 1.0}}
+    builder = ReferenceWorkChain.get_builder_from_protocol(pw_code, structure, protocol='fast', overrides=overrides)
+    with pytest.raises(ValueError, match='min_hole_mass must be < 0'):
+        run_get_node(builder)
