@@ -676,18 +676,27 @@ def save_model(model: Any, path: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
-def load_model(path: str | pathlib.Path, trusted: Sequence[str] = MODEL_TRUSTED_TYPES) -> Any:
-    """Load a model written by :func:`save_model`, trusting only the listed types (no pickle involved).
+def load_model(source: str | pathlib.Path | bytes, trusted: Sequence[str] = MODEL_TRUSTED_TYPES) -> Any:
+    """Load a model written by :func:`save_model` (a path or the file's bytes), trusting only the listed types.
+
+    No pickle is involved: skops rebuilds the objects from a JSON schema and numpy arrays.
 
     :raises ValueError: if the file holds other types than ``trusted`` (skops refuses to load them).
     """
     import skops.io as sio
 
-    path = pathlib.Path(path)
-    untrusted = set(sio.get_untrusted_types(file=path)) - set(trusted)
+    if isinstance(source, bytes):
+        untrusted = set(sio.get_untrusted_types(data=source)) - set(trusted)
+        where = 'the model bytes'
+    else:
+        source = pathlib.Path(source)
+        untrusted = set(sio.get_untrusted_types(file=source)) - set(trusted)
+        where = str(source)
     if untrusted:
-        raise ValueError(f'refusing to load {path}: it contains untrusted types {sorted(untrusted)}')
-    return sio.load(path, trusted=list(trusted))
+        raise ValueError(f'refusing to load {where}: it contains untrusted types {sorted(untrusted)}')
+    if isinstance(source, bytes):
+        return sio.loads(source, trusted=list(trusted))
+    return sio.load(source, trusted=list(trusted))
 
 
 def library_versions() -> dict[str, str]:
@@ -711,6 +720,7 @@ INPUT_PARAMETERS = 'training_parameters.json'
 OUTPUT_MODEL = 'model.skops'
 OUTPUT_RESULTS = 'training_results.json'
 OUTPUT_ARRAYS = 'training_arrays.npz'
+OUTPUT_ERROR = 'training_error.txt'
 
 #: Keys of the parameters file accepted by :func:`run_from_files` (all passed to :func:`train_screening_model`).
 RUN_PARAMETERS = (

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 from collections.abc import Callable
 
 from .profile import DEFAULT_PROFILE, PW_CODE_LABEL, SetupReport, check_writable, config_dir
 
 PATCHED_CODE_LABEL = 'pw-sorep'
+PYTHON_CODE_LABEL = 'sorep-python'
+"""Code for this Python (runs the ``sorep.training`` CalcJob)."""
 
 
 def patched_pw_executable() -> pathlib.Path:
@@ -51,6 +54,7 @@ def setup_environment(
     patched = patched_pw_executable()
     if patched.is_file():
         ensure_code(str(patched), PATCHED_CODE_LABEL, echo=echo)
+    ensure_code(sys.executable, PYTHON_CODE_LABEL, 'sorep.training', echo=echo)
 
     from aiida.common.exceptions import NotExistent
     from aiida.orm import Group

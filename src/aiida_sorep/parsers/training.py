@@ -23,7 +23,7 @@ __all__ = ('TrainingParser', 'training_outputs')
 ERROR_FILE = core.OUTPUT_ERROR
 
 
-class MissingOutput(Exception):
+class MissingOutputError(Exception):
     """A file the runner should have written is missing (maps to a 30x exit code)."""
 
     def __init__(self, exit_code_label: str) -> None:
@@ -39,14 +39,14 @@ def training_outputs(
     :param names: file names available.
     :param open_file: ``open_file(name, mode)`` returning a file handle (a folder's ``open``).
     :param expect_model: whether ``model.skops`` must be present (``fit_final``).
-    :raises MissingOutput: with the label of the exit code for a missing file.
+    :raises MissingOutputError: with the label of the exit code for a missing file.
     """
     if core.OUTPUT_RESULTS not in names:
-        raise MissingOutput('ERROR_MISSING_RESULTS')
+        raise MissingOutputError('ERROR_MISSING_RESULTS')
     if core.OUTPUT_ARRAYS not in names:
-        raise MissingOutput('ERROR_MISSING_ARRAYS')
+        raise MissingOutputError('ERROR_MISSING_ARRAYS')
     if expect_model and core.OUTPUT_MODEL not in names:
-        raise MissingOutput('ERROR_MISSING_MODEL')
+        raise MissingOutputError('ERROR_MISSING_MODEL')
 
     with open_file(core.OUTPUT_RESULTS, 'r') as handle:
         results = json.load(handle)
@@ -86,7 +86,7 @@ class TrainingParser(Parser):
             expect_model = bool(self.node.inputs.parameters.get('fit_final', True))
             try:
                 outputs = training_outputs(names, retrieved.base.repository.open, expect_model=expect_model)
-            except MissingOutput as exception:
+            except MissingOutputError as exception:
                 return getattr(self.exit_codes, exception.exit_code_label)
             except (ValueError, KeyError, OSError) as exception:
                 return self.exit_codes.ERROR_READING_RESULTS.format(exception=exception)
