@@ -5,7 +5,8 @@ directory), trains and evaluates the screening model with :func:`aiida_sorep.cor
 writes ``model.skops``, ``training_results.json`` and ``training_arrays.npz`` next to them. Does not import
 ``aiida``: it runs with any Python that has numpy, scikit-learn, imbalanced-learn and skops.
 
-Exit status: 0 on success, 2 for invalid inputs (the reason is printed to stderr), 1 for other errors.
+Exit status: 0 on success, 2 for invalid inputs (the reason is printed to stderr and written to
+``training_error.txt``), 1 for other errors.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     """Run the training in the given directory; return the exit status."""
-    from aiida_sorep.core.training import run_from_files
+    import pathlib
+
+    from aiida_sorep.core.training import OUTPUT_ERROR, run_from_files
 
     args = sys.argv[1:] if argv is None else argv
     directory = args[0] if args else '.'
@@ -25,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_from_files(directory)
     except ValueError as exception:
         print(f'sorep-training: invalid input: {exception}', file=sys.stderr)
+        (pathlib.Path(directory) / OUTPUT_ERROR).write_text(f'{exception}\n')
         return 2
     balanced = result.summary['balanced_accuracy']
     elapsed = time.perf_counter() - start
