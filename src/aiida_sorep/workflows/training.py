@@ -32,6 +32,7 @@ __all__ = (
     'extract_label',
     'features_of',
     'predict',
+    'soap',
     'train_in_process',
     'training_set',
 )
@@ -136,6 +137,22 @@ def predict(model: orm.SinglefileData, keys: orm.List, **features: orm.ArrayData
             for key, label, prob in zip(key_list, result.labels, result.probabilities, strict=True)
         }
     )
+
+
+@calcfunction
+def soap(structure: orm.StructureData) -> orm.ArrayData:
+    """``sorep.soap``: the SOAP baseline (paper settings, species-agnostic, averaged) as a feature node.
+
+    Output: ``ArrayData`` with the array ``features`` (550,) and the attributes ``kind='soap'``, ``parameters``.
+    """
+    from aiida_sorep.core.soap import PAPER_SOAP_SETTINGS, soap_features
+
+    ase = structure.get_ase()
+    node = orm.ArrayData()
+    node.set_array('features', soap_features(ase.cell.array, ase.positions, ase.get_chemical_symbols()))
+    node.base.attributes.set('kind', 'soap')
+    node.base.attributes.set('parameters', {'kind': 'soap', **PAPER_SOAP_SETTINGS.as_dict()})
+    return node
 
 
 def predict_inputs(model: orm.SinglefileData, features: Mapping[str, orm.ArrayData]) -> dict[str, Any]:
