@@ -13,12 +13,39 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.common.links import LinkType
+from ase.io import read
 from scipy.integrate import simpson
 from scipy.special import erf
 
 from aiida_sorep.parsers.singleshot import SingleShotParser, detect_flavour, fermi_settings_from_parameters
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'singleshot'
+
+
+def _description(folder: pathlib.Path) -> dict:
+    """Inputs of a fixture: ``inputs.json``, or else rebuilt from the pw.x input ``aiida.in`` (patched fixtures)."""
+    if (folder / 'inputs.json').is_file():
+        return json.loads((folder / 'inputs.json').read_text())
+    from ase.io.espresso import read_fortran_namelist
+
+    text = (folder / 'aiida.in').read_text()
+    with (folder / 'aiida.in').open() as handle:
+        namelists, cards = read_fortran_namelist(handle)
+    atoms = read(folder / 'aiida.in', format='espresso-in')
+    keep = ('ecutwfc', 'ecutrho', 'occupations', 'smearing', 'degauss')
+    mesh = cards[cards.index(next(c for c in cards if c.startswith('K_POINTS'))) + 1].split()[:3]
+    assert 'electron_maxstep = 0' in text
+    return {
+        'cell': atoms.cell.tolist(),
+        'symbols': atoms.get_chemical_symbols(),
+        'positions': atoms.positions.tolist(),
+        'parameters': {
+            'CONTROL': {'calculation': 'scf'},
+            'SYSTEM': {key: value for key, value in namelists['system'].items() if key in keep},
+        },
+        'kpoints_mesh': [int(value) for value in mesh],
+        'allow_random_wavefunctions': False,
+    }
 
 
 def _structure(description: dict) -> orm.StructureData:
@@ -34,7 +61,7 @@ def singleshot_node(aiida_localhost, pseudo_family):
 
     def factory(name: str, *, exit_status: int | None = None, sorep_parameters: dict | None = None):
         folder = FIXTURES / name
-        description = json.loads((folder / 'inputs.json').read_text())
+        description = _description(folder)
         structure = _structure(description)
         kpoints = orm.KpointsData()
         kpoints.set_kpoints_mesh(description['kpoints_mesh'])
@@ -63,7 +90,7 @@ def singleshot_node(aiida_localhost, pseudo_family):
 
         retrieved = orm.FolderData()
         for path in folder.iterdir():
-            if path.name != 'inputs.json':
+            if path.name in ('aiida.out', 'data-file-schema.xml', 'CRASH'):
                 retrieved.base.repository.put_object_from_file(str(path), path.name)
         retrieved.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label='retrieved')
         retrieved.store()
@@ -227,3 +254,30 @@ def test_failures(singleshot_node, name, exit_status, scheduler_status):
     assert calcfunction.exit_status == exit_status, calcfunction.exit_message
     assert 'features' not in results
     assert 'fermi' not in results
+
+
+@pytest.mark.parametrize('name', ['patched_si', 'patched_al'])
+def test_patched(singleshot_node, name):
+    """Real outputs of the patched pw.x (exit 0, ``single-shot`` marker): its Fermi level next to the rebuilt one."""
+    node = singleshot_node(name)
+    results, calcfunction = SingleShotParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.is_finished_ok, calcfunction.exit_message
+    fermi = results['fermi'].get_dict()
+    assert fermi['single_shot_flavour'] == 'patched'
+    assert results['output_parameters']['fermi_energy'] == pytest.approx(fermi['pwx_fermi_energy'])
+    if fermi['is_metal']:
+        assert abs(fermi['pwx_fermi_energy_difference']) < 1e-3  # same cold smearing: agree to 1 meV
+    else:
+        assert fermi['vbm'] < fermi['fermi_energy'] < fermi['cbm']
+        assert fermi['vbm'] - 1e-3 <= fermi['pwx_fermi_energy'] < fermi['cbm']  # fixed occupations: the HOMO
+
+
+@pytest.mark.parametrize('name', ['si', 'al'])
+def test_patched_equals_stock(singleshot_node, name):
+    """Stock and patched pw.x give the same eigenvalues and the same rebuilt Fermi level and features."""
+    stock, _ = SingleShotParser.parse_from_node(singleshot_node(f'stock_{name}'), store_provenance=False)
+    patched, _ = SingleShotParser.parse_from_node(singleshot_node(f'patched_{name}'), store_provenance=False)
+    np.testing.assert_allclose(patched['output_band'].get_bands(), stock['output_band'].get_bands(), atol=1e-6)
+    assert patched['fermi']['fermi_energy'] == pytest.approx(stock['fermi']['fermi_energy'], abs=1e-6)
+    for kind in ('vbm', 'fermi', 'cbm', 'concatenated'):
+        np.testing.assert_allclose(patched['features'][kind].features, stock['features'][kind].features, atol=1e-6)
