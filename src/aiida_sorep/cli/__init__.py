@@ -66,3 +66,13 @@ def cmd_demo(profile_name: str) -> None:
     from aiida_sorep.cli.demo import run_demo
 
     run_demo(profile_name)
+
+
+def _register_commands() -> None:
+    """Attach the commands that live in their own modules (each imports its heavy dependencies lazily)."""
+    from .singleshot import cmd_singleshot
+
+    cmd_root.add_command(cmd_singleshot)
+
+
+_register_commands()
