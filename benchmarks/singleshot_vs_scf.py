@@ -200,6 +200,7 @@ def benchmark_one(name: str, atoms, codes: dict, protocol: str, pseudo_dir: path
     )
     shutil.rmtree(scratch)
 
+    row['_curves'] = (feature_node.energies, ss_features, scf_features)
     norm = np.linalg.norm(ss_features) * np.linalg.norm(scf_features)
     row['cosine_distance'] = float(1 - ss_features @ scf_features / norm)
     row['euclidean_distance'] = float(np.linalg.norm(ss_features - scf_features))
@@ -208,6 +209,32 @@ def benchmark_one(name: str, atoms, codes: dict, protocol: str, pseudo_dir: path
         if key in row:
             row[f'speedup_{key}'] = row['scf'] / row[key]
     return row
+
+
+def plot_curves(rows: list[dict[str, Any]], path: str) -> None:
+    """Plot the single-shot and SCF Fermi-centred features of every structure into a small PNG."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    n_columns = min(4, len(rows))
+    n_rows = -(-len(rows) // n_columns)
+    figure, axes = plt.subplots(n_rows, n_columns, figsize=(3.2 * n_columns, 2.4 * n_rows), squeeze=False)
+    for axis, row in zip(axes.flat, rows, strict=False):
+        energies, single_shot, scf = row['_curves']
+        axis.plot(energies, scf, color='0.3', lw=1.0, label='SCF')
+        axis.plot(energies, single_shot, color='tab:red', lw=1.0, label='single shot')
+        axis.set_title(f'{row["name"]}  (cos dist {row["cosine_distance"]:.2f})', fontsize=9)
+        axis.set_xlabel('E - E_F (eV)', fontsize=8)
+        axis.tick_params(labelsize=7)
+    for axis in list(axes.flat)[len(rows) :]:
+        axis.axis('off')
+    axes.flat[0].set_ylabel('DOS (states/eV/Å³)', fontsize=8)
+    axes.flat[0].legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    print(f'plot written to {path}')
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -250,6 +277,7 @@ def main() -> None:
         '--pw-patched', default=os.path.expanduser('~/.local/aiida-sorep-qe/bin/pw.x'), help='skipped if missing'
     )
     parser.add_argument('--json', default=None, help='also write the rows to this JSON file')
+    parser.add_argument('--plot', default=None, help='also plot the Fermi-centred features into this PNG')
     args = parser.parse_args()
 
     import aiida
@@ -270,13 +298,17 @@ def main() -> None:
             continue
         print(f'[{time.strftime("%H:%M:%S")}] {name} ({len(atoms)} atoms)...', flush=True)
         row = benchmark_one(name, atoms, codes, args.protocol, pseudo_dir())
-        print(f'    {json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})}', flush=True)
+        summary = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items() if not k.startswith('_')}
+        print(f'    {json.dumps(summary)}', flush=True)
         rows.append(row)
         if args.json:
-            pathlib.Path(args.json).write_text(json.dumps(rows, indent=2) + '\n')
+            table = [{key: value for key, value in row.items() if not key.startswith('_')} for row in rows]
+            pathlib.Path(args.json).write_text(json.dumps(table, indent=2) + '\n')
     print()
     print(f'protocol {args.protocol}; times are wall seconds; speedups use the patched binary when available')
     print_table(rows)
+    if args.plot:
+        plot_curves(rows, args.plot)
 
 
 if __name__ == '__main__':
