@@ -232,3 +232,12 @@ def test_gaussian_dos_truncated_equals_dense():
     dense = kinetic.gaussian_dos(values, weights, jittered, width=0.3)
     np.testing.assert_allclose(fast, dense, rtol=1e-5, atol=1e-12 * dense.max())
     assert np.trapezoid(kinetic.gaussian_dos(np.array([20.0]), np.ones(1), grid, width=0.3), grid) == pytest.approx(1)
+
+
+def test_gaussian_convention_matches_smearing_module():
+    """Same Gaussian as the rest of the package (QE's w0gauss): exp(-x^2)/sqrt(pi) with x = (E - e)/sigma."""
+    from aiida_sorep.core.smearing import delta
+
+    grid = np.linspace(-3.0, 3.0, 61)
+    dos = kinetic.gaussian_dos(np.array([0.2]), np.ones(1), grid, width=0.5)
+    np.testing.assert_allclose(dos, delta((grid - 0.2) / 0.5, 'gaussian') / 0.5, rtol=1e-12, atol=1e-300)
