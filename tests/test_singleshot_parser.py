@@ -240,6 +240,7 @@ def test_sorep_parameters_override(singleshot_node):
         ('failed_missing_xml', 303, None),
         ('failed_missing_stdout', 302, None),
         ('failed_truncated_xml', 321, None),
+        ('failed_no_eigenvalues', 315, None),
         ('failed_crash', 464, None),  # killed in the diagonalization, with the CRASH file naming the error
         ('failed_interrupted', 312, None),  # killed in the diagonalization, no end marker
         ('failed_walltime', 400, None),
