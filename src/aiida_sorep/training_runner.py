@@ -32,10 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     balanced = result.summary['balanced_accuracy']
     elapsed = time.perf_counter() - start
-    print(
-        f'sorep-training: {len(result.splits)} splits, balanced accuracy '
-        f'{balanced["mean"]:.3f} ± {balanced["std"]:.3f}, {elapsed:.1f} s'
-    )
+    score = 'not evaluated' if balanced['mean'] is None else f'{balanced["mean"]:.3f} ± {balanced["std"]:.3f}'
+    print(f'sorep-training: {len(result.splits)} splits, balanced accuracy {score}, {elapsed:.1f} s')
     return 0
 
 

@@ -167,3 +167,22 @@ def test_effective_sampling_strategy():
     assert T.effective_sampling_strategy([rare], 0.5) == 0.5
     assert T.effective_sampling_strategy([rare, balanced], 0.5) == pytest.approx(0.8)
     assert T.effective_sampling_strategy([balanced], 'auto') == 'auto'
+
+
+def test_train_only_without_splits():
+    X, y, energies = synthetic(n_pos=2, n_neg=3, n_points=10)
+    result = T.train_screening_model(X, y, energies, random_state=0, n_splits=0, forest_settings=FAST, param_grid=GRID)
+    assert result.splits == ()
+    assert result.summary['balanced_accuracy'] == {'mean': None, 'std': None, 'n': 0}
+    assert result.model is not None
+    np.testing.assert_array_equal(result.importances_mean, result.model.feature_importances_)
+    assert result.train_indices().shape == (0, 0)
+    with pytest.raises(ValueError, match='fit_final'):
+        T.train_screening_model(X, y, random_state=0, n_splits=0, fit_final=False)
+
+
+def test_training_part_too_small():
+    y = np.r_[np.ones(2), np.zeros(10)].astype(int)
+    X = np.random.default_rng(0).normal(size=(12, 4))
+    with pytest.raises(ValueError, match='at least 2 of each'):
+        T.train_screening_model(X, y, random_state=0, n_splits=2, forest_settings=FAST)

@@ -58,6 +58,7 @@ __all__ = (
     'Prediction',
     'SplitResult',
     'TrainingResult',
+    'check_splits_trainable',
     'confusion_metrics',
     'effective_sampling_strategy',
     'library_versions',
@@ -244,7 +245,7 @@ def stratified_splits(
     if not 0.0 < test_size < 1.0:
         raise ValueError(f'test_size must be in (0, 1), got {test_size}')
     if n_splits < 1:
-        raise ValueError(f'n_splits must be >= 1, got {n_splits}')
+        raise ValueError(f'n_splits must be >= 1 to split, got {n_splits}')
     counts = np.bincount(y, minlength=2)
     n_test = math.ceil(test_size * y.size)
     if n_test < 2 or y.size - n_test < 2:
@@ -258,6 +259,21 @@ def stratified_splits(
         )
     splitter = StratifiedShuffleSplit(n_splits=n_splits, test_size=test_size, random_state=random_state)
     return [(np.sort(train), np.sort(test)) for train, test in splitter.split(np.zeros(y.size), y)]
+
+
+def check_splits_trainable(splits: Sequence[tuple[np.ndarray, np.ndarray]], labels: ArrayLike) -> None:
+    """Check that every training part has at least 2 samples of each class (needed by the k-fold grid search).
+
+    :raises ValueError: naming the split and the counts, with the fix.
+    """
+    y = np.asarray(labels).astype(int)
+    for index, (train, _) in enumerate(splits):
+        counts = np.bincount(y[train], minlength=2)
+        if counts.min() < 2:
+            raise ValueError(
+                f'split {index}: the training part has {counts[0]} negatives and {counts[1]} positives; the grid '
+                'search needs at least 2 of each: label more materials of the rare class or lower test_size'
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -405,12 +421,12 @@ class TrainingResult:
     versions: dict[str, str]
 
     def train_indices(self) -> np.ndarray:
-        """Training indices of all splits, shape ``(n_splits, n_train)``."""
-        return np.vstack([s.train_indices for s in self.splits])
+        """Training indices of all splits, shape ``(n_splits, n_train)`` (``(0, 0)`` without splits)."""
+        return _rows([s.train_indices for s in self.splits], int)
 
     def test_indices(self) -> np.ndarray:
-        """Test indices of all splits, shape ``(n_splits, n_test)``."""
-        return np.vstack([s.test_indices for s in self.splits])
+        """Test indices of all splits, shape ``(n_splits, n_test)`` (``(0, 0)`` without splits)."""
+        return _rows([s.test_indices for s in self.splits], int)
 
     def metrics_dict(self) -> dict[str, Any]:
         """JSON-serialisable metrics: the summary, the per-split metrics and best parameters."""
@@ -428,6 +444,11 @@ class TrainingResult:
             ],
             'final_best_params': self.final_best_params,
         }
+
+
+def _rows(arrays: Sequence[np.ndarray], dtype: type) -> np.ndarray:
+    """Stack equal-length 1D arrays as rows; an empty list gives shape ``(0, 0)``."""
+    return np.vstack(arrays).astype(dtype) if len(arrays) else np.zeros((0, 0), dtype=dtype)
 
 
 def _grid_search(
@@ -529,6 +550,8 @@ def train_screening_model(
     :param labels: shape ``(n_samples,)``, 0/1 or booleans.
     :param energies: energy grid (eV) of the features, shape ``(n_points,)``.
     :param random_state: seed of the splits, the folds and the forests.
+    :param n_splits: number of repeated splits; ``0`` trains the final model only (no held-out evaluation, for
+        labelled sets too small to split; the metrics are then empty).
     :param param_grid: hyper-parameter grid (default :data:`DEFAULT_PARAM_GRID`).
     :param forest_settings: overrides of :data:`PAPER_FOREST_SETTINGS` (e.g. fewer trees for a quick test).
     :param cost_ratio: single-shot over reference cost ratio for the speed-up (see the module docstring).
@@ -545,7 +568,14 @@ def train_screening_model(
         raise ValueError(f'random_state must be an integer, got {random_state!r}')
     random_state = int(random_state)
 
-    splits = stratified_splits(y, test_size=test_size, n_splits=n_splits, random_state=random_state)
+    if n_splits == 0:
+        # Train only (no held-out evaluation): for labelled sets too small to split, e.g. 2 + 2 materials.
+        if not fit_final:
+            raise ValueError('n_splits=0 (no evaluation) needs fit_final=True, or there is nothing to do')
+        splits = []
+    else:
+        splits = stratified_splits(y, test_size=test_size, n_splits=n_splits, random_state=random_state)
+        check_splits_trainable(splits, y)
     results = []
     for index, (train, test) in enumerate(splits):
         model, best_params, folds, score = _grid_search(
@@ -587,7 +617,10 @@ def train_screening_model(
             forest_settings=forest_settings,
         )
 
-    importances = np.vstack([r.importances for r in results])
+    if results:
+        importances = np.vstack([r.importances for r in results])
+    else:
+        importances = np.asarray(final_model.feature_importances_, dtype=float)[np.newaxis]
     settings = {
         'random_state': random_state,
         'test_size': float(test_size),
@@ -765,11 +798,11 @@ def write_outputs(directory: str | pathlib.Path, result: TrainingResult) -> None
     arrays = {
         'importances_mean': result.importances_mean,
         'importances_std': result.importances_std,
-        'importances_splits': np.vstack([s.importances for s in result.splits]),
+        'importances_splits': _rows([s.importances for s in result.splits], float),
         'train_indices': result.train_indices(),
         'test_indices': result.test_indices(),
-        'test_predictions': np.vstack([s.test_predictions for s in result.splits]),
-        'test_probabilities': np.vstack([s.test_probabilities for s in result.splits]),
+        'test_predictions': _rows([s.test_predictions for s in result.splits], int),
+        'test_probabilities': _rows([s.test_probabilities for s in result.splits], float),
     }
     if result.energies is not None:
         arrays['energies'] = result.energies

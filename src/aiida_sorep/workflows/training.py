@@ -266,9 +266,16 @@ class TrainingWorkChain(WorkChain):
             return self.exit_codes.ERROR_TOO_FEW_SAMPLES.format(message=str(exception))
         params = self.inputs.parameters.get_dict()
         try:
-            core.stratified_splits(
-                y, test_size=params.get('test_size', 0.2), n_splits=params.get('n_splits', 5), random_state=0
-            )
+            if params.get('n_splits', 5) == 0:
+                splits = []
+            else:
+                splits = core.stratified_splits(
+                    y,
+                    test_size=params.get('test_size', 0.2),
+                    n_splits=params.get('n_splits', 5),
+                    random_state=params['random_state'],
+                )
+            core.check_splits_trainable(splits, y)
         except ValueError as exception:
             return self.exit_codes.ERROR_TOO_FEW_SAMPLES.format(message=str(exception))
         if 'code' not in self.inputs and y.size > self.inputs.max_in_process_samples.value:
