@@ -89,7 +89,7 @@ class SingleShotWorkChain(SorepProtocolMixin, BaseRestartWorkChain):
         structure: orm.StructureData,
         protocol: str | None = None,
         overrides: dict[str, Any] | None = None,
-        pseudo_family: str | None = None,
+        pseudo_family: str = DEFAULT_PSEUDO_FAMILY,
         options: dict[str, Any] | None = None,
         **_: Any,
     ):
@@ -100,8 +100,8 @@ class SingleShotWorkChain(SorepProtocolMixin, BaseRestartWorkChain):
         :param protocol: ``fast``, ``balanced`` (default) or ``stringent`` (see :class:`SingleShotProtocol`).
         :param overrides: inputs deep-merged on top of the protocol, with the nesting of this work chain's inputs
             (plus ``pseudo_family`` and ``cutoff_stringency``).
-        :param pseudo_family: label of an installed ``pseudo.family.cutoffs`` family; defaults to the protocol's
-            (``PseudoDojo/0.4/PBE/SR/standard/upf``), whose pseudos ship the atomic wavefunctions.
+        :param pseudo_family: label of an installed ``pseudo.family.cutoffs`` family whose pseudos ship the atomic
+            wavefunctions; a ``pseudo_family`` key in ``overrides`` takes precedence.
         :param options: ``metadata.options`` of the ``SingleShotCalculation`` (e.g. ``resources``, ``withmpi``).
         :raises ValueError: unknown protocol, family not installed, an element missing from the family.
         """
@@ -115,8 +115,8 @@ class SingleShotWorkChain(SorepProtocolMixin, BaseRestartWorkChain):
             protocol = SingleShotProtocol(protocol).value
 
         inputs = cls.get_protocol_inputs(protocol, overrides)
-        family_label = pseudo_family or inputs.pop('pseudo_family', DEFAULT_PSEUDO_FAMILY)
-        inputs.pop('pseudo_family', None)
+        protocol_family = inputs.pop('pseudo_family', DEFAULT_PSEUDO_FAMILY)
+        family_label = (overrides or {}).get('pseudo_family', pseudo_family or protocol_family)
         stringency = inputs.pop('cutoff_stringency', None)
         parameters = inputs['singleshot']['parameters']
 
