@@ -170,6 +170,8 @@ def validate_inputs(inputs, _):
     """Validate the top-level inputs."""
     if 'bands_kpoints' in inputs and 'bands_kpoints_distance' in inputs:
         return 'specify either `bands_kpoints` or `bands_kpoints_distance`, not both.'
+    if 'tcm_thresholds' not in inputs:
+        return None
     try:
         TcmThresholds(**inputs['tcm_thresholds'].get_dict())
     except (TypeError, ValueError) as exception:
