@@ -250,3 +250,15 @@ def test_featurize_batch_errors():
     bad[3, 0, 2, 1] = np.nan
     with pytest.raises(ValueError, match='material 3: eigenvalues contain NaN or inf'):
         featurize_batch(bad, weights, n_electrons, volumes=volumes)
+
+
+def test_featurize_batch_picks_the_physical_root_of_a_non_monotonic_cold_count():
+    """Flat bands at -3, 0, 3.3 eV with 4.05 electrons: N(E) - N has roots at 0.099, 0.221 and 3.195 eV for cold
+    smearing of 0.1 eV (see test_fermi.py); the batch solver must agree with find_fermi_level on the last one."""
+    eigenvalues = np.array([[[-3.0, 0.0, 3.3]] * 4] * 3)
+    weights = np.full(4, 0.5)
+    parameters = FeatureParameters('fermi', (-1, 1), 21, normalization='cell')
+    batch = featurize_batch(eigenvalues, weights, 4.05, smearing='cold', width=0.1, parameters=parameters)
+    single, _, _ = featurize(eigenvalues[0], weights, 4.05, smearing='cold', width=0.1, parameters=parameters)
+    assert 3.0 < single.fermi_energy < 3.3
+    np.testing.assert_allclose(batch.fermi_energy, single.fermi_energy, atol=1e-9)
