@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate
 
 from aiida_sorep.core.effective_mass import (
@@ -219,3 +221,23 @@ def test_segments_from_seekpath_and_labels():
     assert [(s.start, s.stop, s.label) for s in from_labels] == [(s.start, s.stop, s.label) for s in segs]
     with pytest.raises(ValueError, match='at least two labelled points'):
         segments_from_labels([(0, 'GAMMA')], 5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mass_e=st.floats(0.05, 5.0),
+    mass_h=st.floats(-5.0, -0.05),
+    shift=st.floats(-20.0, 20.0),
+    seed=st.integers(0, 2**16),
+)
+def test_parabolic_property(mass_e, mass_h, shift, seed):
+    """Any parabolic pair of bands, any uneven spacing, any energy shift: masses recovered, holes negative."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(np.concatenate([[0.0, 1.0], rng.uniform(0.02, 0.98, 9)]))
+    if np.min(np.diff(t)) < 1e-3:
+        t = np.linspace(0.0, 1.0, 11)
+    k, e, segments = parabolic_path(mass_e, mass_h, n=len(t), spacing=t)
+    result = line_effective_masses(k, e + shift, segments, vbm=shift, cbm=1.0 + shift)
+    assert result.electron_mass == pytest.approx(mass_e, rel=1e-6)
+    assert result.hole_mass == pytest.approx(mass_h, rel=1e-6)
+    assert result.electron.edge_energy == shift + 1.0
