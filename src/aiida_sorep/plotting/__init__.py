@@ -1,0 +1,1 @@
+"""Plotting helpers (matplotlib, Agg backend): figures of reference band structures and masses."""
