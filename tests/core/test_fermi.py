@@ -269,3 +269,25 @@ def test_fermi_level_agrees_with_pw_x(case):
     assert not result.is_gapped
     assert abs(result.fermi_energy - case['fermi_energy']) < 1e-3
     assert abs(result.n_electrons_error) < 1e-8
+
+
+def test_magnetic_insulator_with_different_fillings_per_spin_is_gapped():
+    """Spin up: 2 occupied bands, spin down: 1 (3 electrons, weights sum 1 per channel): a common gap."""
+    up = [[-3.0, -0.4, 2.0], [-2.8, -0.6, 2.2]]
+    down = [[-2.0, 0.8, 1.5], [-1.9, 0.9, 1.6]]
+    result = find_fermi_level(np.array([up, down]), np.array([0.5, 0.5]), 3.0, 'cold', 0.02)
+    assert result.is_gapped
+    assert result.method == 'midgap'
+    assert result.fermi_energy == pytest.approx(0.5 * (-0.4 + 0.8))
+    assert abs(result.n_electrons_error) < 1e-10
+
+
+@settings(max_examples=100, deadline=None)
+@given(spectra())
+def test_zero_temperature_fermi_level_brackets_the_electron_count(case):
+    eigenvalues, weights, n_electrons, _, _ = case
+    result = find_fermi_level(eigenvalues, weights, n_electrons, 'fixed', midgap=False)
+    below = weights[None, :, None] * (eigenvalues < result.fermi_energy)
+    at_or_below = weights[None, :, None] * (eigenvalues <= result.fermi_energy)
+    assert below.sum() - 1e-6 <= n_electrons <= at_or_below.sum() + 1e-6
+    assert result.method == 'zero-temperature'
