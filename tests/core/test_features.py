@@ -229,6 +229,8 @@ def test_featurize_batch_matches_featurize(smearing, width, n_spins, feature_sme
             parameters=parameters,
         )  # fmt: skip
         assert batch.fermi_energy[i] == pytest.approx(fermi.fermi_energy, abs=1e-8)
+        assert batch.fermi_method[i] == fermi.method
+        assert batch.n_electrons_error[i] == pytest.approx(fermi.n_electrons_error, abs=1e-8)
         assert batch.is_metal[i] == edges.is_metal
         assert batch.band_gap[i] == pytest.approx(edges.band_gap, abs=1e-12)
         for kind, value in maps.items():

@@ -323,6 +323,9 @@ class BatchFeatures:
     :param features: for each kind, ``(n_materials, n_points)``.
     :param energies: for each kind, ``(n_points,)`` relative grid.
     :param parameters: for each kind, the parameterization.
+    :param fermi_method: ``(n_materials,)`` str, the method of :class:`~aiida_sorep.core.fermi.FermiResult`.
+    :param n_electrons_error: ``(n_materials,)``, ``N(E_F) - n_electrons`` as in
+        :class:`~aiida_sorep.core.fermi.FermiResult`.
     """
 
     fermi_energy: np.ndarray
@@ -333,6 +336,8 @@ class BatchFeatures:
     features: dict[FeatureKind, np.ndarray]
     energies: dict[FeatureKind, np.ndarray]
     parameters: dict[FeatureKind, FeatureParameters]
+    fermi_method: np.ndarray
+    n_electrons_error: np.ndarray
 
 
 def _batch_inputs(
@@ -433,6 +438,8 @@ def featurize_batch(
     factors = {k: _factors(p.normalization, n_el, vols) for k, p in param_map.items()}
 
     fermi = np.empty(n_materials)
+    methods = np.empty(n_materials, dtype=object)
+    errors = np.empty(n_materials)
     vbm_ref = np.empty(n_materials)
     cbm_ref = np.empty(n_materials)
     metal = np.empty(n_materials, dtype=bool)
@@ -453,18 +460,22 @@ def featurize_batch(
             result = _batch.batch_fermi_levels(
                 e[:, 0], wc, nc, kind, sigma, midgap=midgap, gap_threshold=gap_threshold, tol=tol
             )
-            e_f = result.fermi_energy
+            e_f, method_c, error_c = result.fermi_energy, result.method, result.n_electrons_error
             redo = np.flatnonzero(result.needs_fallback)
         else:
             e_f = np.empty(e.shape[0])
+            method_c = np.empty(e.shape[0], dtype=object)
+            error_c = np.empty(e.shape[0])
             redo = np.arange(e.shape[0])
         for index in redo:
             try:
-                e_f[index] = find_fermi_level(
+                single = find_fermi_level(
                     e[index], wc[index], nc[index], kind, sigma, midgap=midgap, tol=tol, gap_threshold=gap_threshold
-                ).fermi_energy
+                )
             except ValueError as exception:
                 raise ValueError(f'material {begin + index}: {exception}') from exception
+            e_f[index], method_c[index], error_c[index] = single.fermi_energy, single.method, single.n_electrons_error
+        methods[chunk], errors[chunk] = method_c, error_c
         vbm_c, cbm_c, metal_c = _batch.band_edges_batch(e, e_f, gap_threshold)
         fermi[chunk], vbm_ref[chunk], cbm_ref[chunk], metal[chunk] = e_f, vbm_c, cbm_c, metal_c
         refs = {'vbm': vbm_c, 'fermi': e_f, 'cbm': cbm_c}
@@ -524,4 +535,6 @@ def featurize_batch(
         features=features,
         energies={k: p.grid() for k, p in param_map.items()},
         parameters=param_map,
+        fermi_method=methods,
+        n_electrons_error=errors,
     )
