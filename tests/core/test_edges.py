@@ -96,3 +96,19 @@ def test_to_dict_is_json_and_round_trips():
 def test_errors(fermi_energy, match):
     with pytest.raises(ValueError, match=match):
         find_band_edges(_indirect_insulator(), fermi_energy)
+
+
+def test_partially_filled_level_without_a_crossing_band_is_a_metal_when_the_solver_says_so():
+    """Gamma only, 3 electrons in levels of 2: the second level is half filled, but no band can cross E_F."""
+    eigenvalues = np.array([[[-2.0, 0.0, 3.0]]])
+    weights = np.array([2.0])
+    fermi = find_fermi_level(eigenvalues, weights, 3.0, 'gaussian', 0.1)
+    assert not fermi.is_gapped
+    assert not find_band_edges(eigenvalues, fermi.fermi_energy).is_metal  # the spectrum alone cannot tell
+    assert find_band_edges(eigenvalues, fermi.fermi_energy, is_gapped=fermi.is_gapped).is_metal
+    # a zero-temperature Fermi level sits on the half-filled level itself
+    zero = find_fermi_level(eigenvalues, weights, 3.0, 'fixed')
+    assert zero.fermi_energy == 0.0
+    assert find_band_edges(eigenvalues, zero.fermi_energy, is_gapped=zero.is_gapped).is_metal
+    gapped = find_fermi_level(eigenvalues, weights, 4.0, 'gaussian', 0.1)
+    assert find_band_edges(eigenvalues, gapped.fermi_energy, is_gapped=gapped.is_gapped).band_gap == 3.0

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aiida_sorep.core.dos import DosNormalization, smeared_dos
 from aiida_sorep.core.features import (
@@ -264,3 +266,46 @@ def test_featurize_batch_picks_the_physical_root_of_a_non_monotonic_cold_count()
     single, _, _ = featurize(eigenvalues[0], weights, 4.05, smearing='cold', width=0.1, parameters=parameters)
     assert 3.0 < single.fermi_energy < 3.3
     np.testing.assert_allclose(batch.fermi_energy, single.fermi_energy, atol=1e-9)
+
+
+@st.composite
+def _batches(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_materials = draw(st.integers(1, 5))
+    n_kpoints = draw(st.integers(1, 8))
+    n_bands = draw(st.integers(2, 10))
+    eigenvalues = np.sort(rng.normal(0.0, draw(st.floats(0.3, 6.0)), (n_materials, n_kpoints, n_bands)), axis=-1)
+    if draw(st.booleans()):  # open a gap above band n_bands // 2 in every material
+        eigenvalues[:, :, n_bands // 2 :] += draw(st.floats(0.0, 3.0)) + np.ptp(eigenvalues)
+    raw = rng.uniform(0.2, 1.0, n_kpoints)
+    weights = raw / raw.sum() * 2.0
+    integer = draw(st.booleans())
+    n_electrons = np.array(
+        [2.0 * (n_bands // 2) if integer else draw(st.floats(0.2, 2.0 * n_bands - 0.2)) for _ in range(n_materials)]
+    )
+    smearing = draw(st.sampled_from(['gaussian', 'fermi-dirac', 'methfessel-paxton', 'cold']))
+    width = draw(st.sampled_from([0.0, 0.01, 0.1, 0.5]))
+    return eigenvalues, weights, n_electrons, smearing, width
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_batches())
+def test_featurize_batch_matches_featurize_on_random_spectra(case):
+    eigenvalues, weights, n_electrons, smearing, width = case
+    parameters = [
+        FeatureParameters('vbm', (-2, 6), 33, normalization='cell'),
+        FeatureParameters('concatenated', (-1, 1), 21, width=0.1, normalization='cell'),
+    ]
+    batch = featurize_batch(
+        eigenvalues, weights, n_electrons, smearing=smearing, width=width, parameters=parameters, chunk_size=2
+    )
+    for i in range(eigenvalues.shape[0]):
+        fermi, edges, maps = featurize(
+            eigenvalues[i], weights, n_electrons[i], smearing=smearing, width=width, parameters=parameters
+        )
+        assert batch.fermi_energy[i] == pytest.approx(fermi.fermi_energy, abs=1e-7)
+        assert batch.is_metal[i] == edges.is_metal
+        for kind, value in maps.items():
+            np.testing.assert_allclose(
+                batch.features[kind][i], value.features, atol=1e-9 * max(1.0, value.features.max())
+            )

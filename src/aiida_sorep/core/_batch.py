@@ -34,6 +34,7 @@ _MAX_ITERATIONS = 100
 _KERNEL_EXPONENT = 40.0  # exp(-40) = 4e-18
 _SERIES_TOL = 1e-15
 _BLOCK = 64  # output points per matrix-product block
+_MAX_TERMS = 24
 
 
 @dataclass(frozen=True)
@@ -289,29 +290,38 @@ def _grow_brackets(
 
 
 def band_edges_batch(
-    eig: np.ndarray, fermi: np.ndarray, gap_threshold: float
+    eig: np.ndarray, fermi: np.ndarray, gap_threshold: float, is_gapped: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(vbm, cbm, is_metal)`` ``(n,)`` of a chunk ``(n, n_spins, n_kpoints, n_bands)`` (criteria of
-    :func:`~aiida_sorep.core.edges.find_band_edges`); for metals ``vbm = cbm = fermi`` (the maps' references)."""
+    :func:`~aiida_sorep.core.edges.find_band_edges` with ``is_gapped``); for metals ``vbm = cbm = fermi`` (the maps'
+    references)."""
     top = eig.max(axis=2).reshape(eig.shape[0], -1)  # (n, n_spins * n_bands)
     bot = eig.min(axis=2).reshape(eig.shape[0], -1)
     e_f = fermi[:, None]
     crossing = np.any((bot < e_f) & (top > e_f), axis=1)
     vbm = np.where(top <= e_f, top, -np.inf).max(axis=1)
     cbm = np.where(top <= e_f, np.inf, bot).min(axis=1)
-    metal = crossing | ~(cbm - vbm >= gap_threshold)
+    metal = crossing | ~(cbm - vbm >= gap_threshold) | ~is_gapped
     return np.where(metal, fermi, vbm), np.where(metal, fermi, cbm), metal
 
 
-def _series(alpha: float) -> tuple[int, int]:
-    """Kernel half-width ``K`` (grid points) and number of Taylor terms for ``alpha = (h / sigma)^2``."""
+@functools.lru_cache(maxsize=64)
+def _series(alpha: float) -> tuple[int, int] | None:
+    """Kernel half-width ``K`` (grid points) and number of Taylor terms for ``alpha = (h / sigma)^2``; ``None`` when
+    the grid is too coarse for the width (more than ``_MAX_TERMS`` terms: then evaluate the DOS directly)."""
     half_width = math.ceil(math.sqrt(_KERNEL_EXPONENT / alpha))
     k = np.arange(half_width + 1, dtype=float)
     envelope = np.exp(-alpha * k * k)
-    for n_terms in range(1, 60):
+    for n_terms in range(1, _MAX_TERMS + 1):
         if (envelope * (alpha * k) ** n_terms).max() / math.factorial(n_terms) < _SERIES_TOL:
             return half_width, n_terms
-    raise ValueError(f'the grid spacing is too coarse for the Gaussian width (alpha = (h/sigma)^2 = {alpha:.3g})')
+    return None
+
+
+def moments_applicable(spacing: float, sigma: float) -> bool:
+    """Whether :func:`gaussian_dos_on_grids` can be used for this grid spacing and Gaussian width (both eV): the
+    spacing must not exceed about 0.8 sigma (the paper's grids have 0.3 sigma)."""
+    return _series((spacing / sigma) ** 2) is not None
 
 
 @functools.lru_cache(maxsize=32)
@@ -349,7 +359,10 @@ def gaussian_dos_on_grids(
     """
     n_materials = energies.shape[0]
     alpha = (spacing / sigma) ** 2
-    half_width, n_terms = _series(alpha)
+    series = _series(alpha)
+    if series is None:
+        raise ValueError(f'grid spacing {spacing:g} eV is too coarse for the Gaussian moments of width {sigma:g} eV')
+    half_width, n_terms = series
     n_blocks = -(-n_points // _BLOCK)
     n_ext = n_blocks * _BLOCK + 2 * half_width  # input positions -K .. n_blocks*BLOCK + K - 1
     t = (energies - origins[:, None]) / spacing

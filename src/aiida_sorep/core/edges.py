@@ -1,10 +1,11 @@
 """Band edges: valence-band maximum, conduction-band minimum, fundamental and direct gaps.
 
 States at or below the Fermi level are occupied, states above it empty. A spectrum is metallic when a band (of
-either spin channel) crosses the Fermi level, i.e. ``min_k e_skn < E_F < max_k e_skn`` for some ``(s, n)``, or when
-the highest occupied and lowest empty states are closer than ``gap_threshold``. For metals the VBM and CBM are
-``None`` (the SOREP feature maps then use the Fermi level as the reference of their VBM- and CBM-centred maps, as the
-SOREP paper does).
+either spin channel) crosses the Fermi level, i.e. ``min_k e_skn < E_F < max_k e_skn`` for some ``(s, n)``, when
+the highest occupied and lowest empty states are closer than ``gap_threshold``, or when the caller says that the
+electron count is not an integer filling below a gap (``is_gapped=False`` from the Fermi-level solver). For metals
+the VBM and CBM are ``None`` (the SOREP feature maps then use the Fermi level as the reference of their VBM- and
+CBM-centred maps, as the SOREP paper does).
 """
 
 from __future__ import annotations
@@ -99,19 +100,30 @@ _METAL = BandEdges(None, None, None, None, 0.0, None, None, True)
 
 
 def find_band_edges(
-    eigenvalues: ArrayLike, fermi_energy: float, *, gap_threshold: float = DEFAULT_GAP_THRESHOLD
+    eigenvalues: ArrayLike,
+    fermi_energy: float,
+    *,
+    gap_threshold: float = DEFAULT_GAP_THRESHOLD,
+    is_gapped: bool | None = None,
 ) -> BandEdges:
     """Band edges relative to a Fermi level.
 
     :param eigenvalues: eV, ``(n_spins, n_kpoints, n_bands)`` or ``(n_kpoints, n_bands)``.
     :param fermi_energy: eV (e.g. from :func:`~aiida_sorep.core.fermi.find_fermi_level`).
     :param gap_threshold: eV; a gap smaller than this is treated as metallic.
+    :param is_gapped: ``FermiResult.is_gapped`` of the same spectrum, if known. ``False`` (the electron count does not
+        fill an integer number of bands below a gap) makes the result metallic even when no band visibly crosses the
+        Fermi level, e.g. a partially filled level of a Gamma-only calculation or a zero-temperature Fermi level on
+        a band edge; pass it whenever the Fermi level comes from :func:`find_fermi_level`. ``None``: judge from the
+        spectrum alone.
     :raises ValueError: invalid eigenvalues, or a Fermi level below all states or above all states.
     """
     eig = as_eigenvalues(eigenvalues)
     e_f = float(fermi_energy)
     if not math.isfinite(e_f):
         raise ValueError(f'fermi_energy must be finite (eV), got {fermi_energy!r}')
+    if is_gapped is False:
+        return _METAL
     occupied = eig <= e_f
     if not occupied.any():
         raise ValueError(f'the Fermi level {e_f:g} eV is below all eigenvalues (min {eig.min():g} eV)')

@@ -293,7 +293,7 @@ def featurize(
     eig = as_eigenvalues(eigenvalues)
     w = as_weights(weights, eig.shape[1], eig.shape[0])
     fermi = find_fermi_level(eig, w, n_electrons, smearing, width, midgap=midgap)
-    edges = find_band_edges(eig, fermi.fermi_energy)
+    edges = find_band_edges(eig, fermi.fermi_energy, is_gapped=fermi.is_gapped)
     maps = {
         kind: compute_features(
             eig,
@@ -436,6 +436,13 @@ def featurize_batch(
         raise ValueError(f'chunk_size must be a positive integer, got {chunk_size!r}')
     n_materials, n_spins, n_kpoints, n_bands = eig.shape
     factors = {k: _factors(p.normalization, n_el, vols) for k, p in param_map.items()}
+    # Gaussian maps on grids fine enough for the moment expansion are vectorised; the others use compute_features
+    fast = {
+        k
+        for k, p in param_map.items()
+        if p.smearing is Smearing.GAUSSIAN
+        and _batch.moments_applicable((p.window[1] - p.window[0]) / (p.points_per_block - 1), p.width)
+    }
 
     fermi = np.empty(n_materials)
     methods = np.empty(n_materials, dtype=object)
@@ -461,11 +468,13 @@ def featurize_batch(
                 e[:, 0], wc, nc, kind, sigma, midgap=midgap, gap_threshold=gap_threshold, tol=tol
             )
             e_f, method_c, error_c = result.fermi_energy, result.method, result.n_electrons_error
+            gapped_c = result.is_gapped.copy()
             redo = np.flatnonzero(result.needs_fallback)
         else:
             e_f = np.empty(e.shape[0])
             method_c = np.empty(e.shape[0], dtype=object)
             error_c = np.empty(e.shape[0])
+            gapped_c = np.zeros(e.shape[0], dtype=bool)
             redo = np.arange(e.shape[0])
         for index in redo:
             try:
@@ -475,15 +484,16 @@ def featurize_batch(
             except ValueError as exception:
                 raise ValueError(f'material {begin + index}: {exception}') from exception
             e_f[index], method_c[index], error_c[index] = single.fermi_energy, single.method, single.n_electrons_error
+            gapped_c[index] = single.is_gapped
         methods[chunk], errors[chunk] = method_c, error_c
-        vbm_c, cbm_c, metal_c = _batch.band_edges_batch(e, e_f, gap_threshold)
+        vbm_c, cbm_c, metal_c = _batch.band_edges_batch(e, e_f, gap_threshold, gapped_c)
         fermi[chunk], vbm_ref[chunk], cbm_ref[chunk], metal[chunk] = e_f, vbm_c, cbm_c, metal_c
         refs = {'vbm': vbm_c, 'fermi': e_f, 'cbm': cbm_c}
 
         # feature maps: spins folded into the k axis (the DOS is a sum over all states)
         flat_e = e.reshape(e.shape[0], n_spins * n_kpoints, n_bands)
         flat_w = np.tile(wc, (1, n_spins))
-        gaussian = {k: p for k, p in param_map.items() if p.smearing is Smearing.GAUSSIAN}
+        gaussian = {k: p for k, p in param_map.items() if k in fast}
         if gaussian:
             lows, highs = [], []
             for p in gaussian.values():
@@ -511,7 +521,7 @@ def featurize_batch(
                 ]
                 features[k][chunk] = np.concatenate(blocks, axis=1) * factors[k][chunk, None]
         for k, p in param_map.items():
-            if p.smearing is Smearing.GAUSSIAN:
+            if k in fast:
                 continue
             for position in range(e.shape[0]):
                 i = begin + position
