@@ -15,6 +15,11 @@ and the next run would submit the structure a second time. Every work chain is t
 submission* through its description (``aiida-sorep campaign <label>``), which is stored with the node; before
 each batch the driver adopts such untracked work chains (sets the extra, adds them to the group).
 
+Orphans. A process *function* (e.g. the ``create_kpoints_from_distance`` calcfunction of the work chain) runs
+inside a daemon worker and has no checkpoint: if the worker dies (SIGKILL, out of memory, node reboot) while it runs,
+its node stays ``running`` forever, while the work chain, restored from its last checkpoint, simply runs the step
+again. :func:`repair_orphans` marks such nodes as killed, once their caller has terminated.
+
 Failed work chains stay in the campaign (they count as submitted) until :func:`retire_failed` moves them to the
 group ``<label>/retired``; the next run then resubmits their structures.
 """
@@ -39,6 +44,7 @@ __all__ = (
     'campaign_status',
     'get_campaign_settings',
     'load_or_create_campaign',
+    'repair_orphans',
     'retire_failed',
     'run_campaign',
 )
@@ -393,7 +399,12 @@ def run_campaign(
         submitted = controller.submit_new_batch(sort=True)
         status = campaign_status(label)
         echo(f'[{time.strftime("%H:%M:%S")}] +{len(submitted)} submitted | {status.line()}')
-        if not wait or status.done or (timeout is not None and time.monotonic() - start > timeout):
+        if status.done:
+            repaired = repair_orphans(label)
+            if repaired:
+                echo(f'Marked {len(repaired)} orphaned process function(s) as killed: {repaired}')
+            return status
+        if not wait or (timeout is not None and time.monotonic() - start > timeout):
             return status
         time.sleep(interval)
 
@@ -418,3 +429,55 @@ def retire_failed(label: str) -> list[int]:
     retired.add_nodes(nodes)
     group.remove_nodes(nodes)
     return sorted(pks)
+
+
+ORPHAN_STATUS = 'orphaned: its daemon worker died while it ran; the caller <{caller}> reran the step without it'
+
+
+def repair_orphans(label: str | None = None, *, dry_run: bool = False) -> list[int]:
+    """Mark as killed the process functions left ``running`` by a dead worker, whose caller has terminated.
+
+    Only process functions (calcfunctions, workfunctions) qualify: they cannot be resumed, so a node of one that is
+    active while its caller is sealed will never progress. CalcJobs and WorkChains are resumed from their checkpoint
+    by the daemon and are never touched.
+
+    :param label: restrict to the descendants of the work chains of campaign ``label`` (default: the whole profile).
+    :param dry_run: only return what would be repaired.
+    :return: the PKs of the repaired (or, with ``dry_run``, repairable) nodes.
+    """
+    from aiida.engine import ProcessState
+
+    query = orm.QueryBuilder()
+    if label is not None:
+        query.append(orm.Group, filters={'label': label}, tag='group')
+        query.append(orm.WorkflowNode, with_group='group', tag='top')
+        query.append(orm.WorkflowNode, with_ancestors='top', filters={'attributes.sealed': True}, tag='caller')
+        query.add_projection('caller', 'id')
+        second = orm.QueryBuilder()
+        second.append(orm.Group, filters={'label': label}, tag='group')
+        second.append(orm.WorkflowNode, with_group='group', filters={'attributes.sealed': True}, project='id')
+        sealed_callers = {pk for (pk,) in query.iterall()} | {pk for (pk,) in second.iterall()}
+    query = orm.QueryBuilder()
+    query.append(
+        orm.ProcessNode,
+        filters={
+            'attributes.process_state': {'in': list(ACTIVE_STATES)},
+            'or': [
+                {'node_type': {'like': 'process.calculation.calcfunction.%'}},
+                {'node_type': {'like': 'process.workflow.workfunction.%'}},
+            ],
+        },
+        tag='orphan',
+        project='*',
+    )
+    query.append(orm.WorkflowNode, with_outgoing='orphan', filters={'attributes.sealed': True}, project='id')
+    repaired = []
+    for node, caller in query.iterall():
+        if label is not None and caller not in sealed_callers:
+            continue
+        repaired.append(node.pk)
+        if not dry_run:
+            node.set_process_state(ProcessState.KILLED)
+            node.set_process_status(ORPHAN_STATUS.format(caller=caller))
+            node.seal()
+    return sorted(repaired)

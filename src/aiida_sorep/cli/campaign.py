@@ -143,3 +143,23 @@ def cmd_retry_failed(campaign: str, profile_name: str | None) -> None:
     except CampaignError as exc:
         echo_failed(str(exc))
     click.echo(f'Retired {len(pks)} failed work chain(s) to `{campaign}/retired`; run `campaign submit {campaign}`.')
+
+
+@cmd_campaign.command('repair')
+@click.argument('campaign', required=False)
+@click.option('-n', '--dry-run', is_flag=True, help='Only list the orphaned process functions.')
+@PROFILE_OPTION
+def cmd_repair(campaign: str | None, dry_run: bool, profile_name: str | None) -> None:
+    """Mark as killed the process functions a dead daemon worker left `running` (of CAMPAIGN, or all).
+
+    Only calcfunctions/workfunctions whose caller has terminated: they can never resume. CalcJobs and work chains
+    are resumed by the daemon and are not touched.
+    """
+    from aiida import load_profile
+
+    load_profile(profile_name, allow_switch=True)
+    from aiida_sorep.campaign import repair_orphans
+
+    pks = repair_orphans(campaign, dry_run=dry_run)
+    verb = 'Would mark' if dry_run else 'Marked'
+    click.echo(f'{verb} {len(pks)} orphaned process function(s) as killed' + (f': {pks}' if pks else '.'))
