@@ -219,10 +219,17 @@ class ScreeningWorkChain(WorkChain):
         overrides = self.inputs.singleshot_overrides.get_dict() if 'singleshot_overrides' in self.inputs else None
         children = {}
         for key in batch:
-            builder = SingleShotWorkChain.get_builder_from_protocol(
-                self.inputs.code, self.inputs.structures[key], protocol=self.inputs.protocol.value, overrides=overrides
-            )
-            children[f'singleshot::{key}'] = self._launch(builder, key, 'singleshot', 'singleshot')
+            try:
+                builder = SingleShotWorkChain.get_builder_from_protocol(
+                    self.inputs.code,
+                    self.inputs.structures[key],
+                    protocol=self.inputs.protocol.value,
+                    overrides=overrides,
+                )
+                children[f'singleshot::{key}'] = self._launch(builder, key, 'singleshot', 'singleshot')
+            except ValueError as exception:  # invalid inputs for this structure (e.g. too few atomic orbitals)
+                self.ctx.failed[key] = f'single shot not launched: {exception}'
+                self.report(f'{key}: {self.ctx.failed[key]}; left out')
         return ToContext(**_ctx_keys(children))
 
     def inspect_features(self):
@@ -295,10 +302,17 @@ class ScreeningWorkChain(WorkChain):
         overrides = self.inputs.reference_overrides.get_dict() if 'reference_overrides' in self.inputs else None
         children = {}
         for key in batch:
-            builder = ReferenceWorkChain.get_builder_from_protocol(
-                self.inputs.code, self.inputs.structures[key], protocol=self.inputs.protocol.value, overrides=overrides
-            )
-            children[f'reference::{key}'] = self._launch(builder, key, 'reference', self.ctx.label_role)
+            try:
+                builder = ReferenceWorkChain.get_builder_from_protocol(
+                    self.inputs.code,
+                    self.inputs.structures[key],
+                    protocol=self.inputs.protocol.value,
+                    overrides=overrides,
+                )
+                children[f'reference::{key}'] = self._launch(builder, key, 'reference', self.ctx.label_role)
+            except ValueError as exception:
+                self.ctx.failed.setdefault(key, f'reference not launched: {exception}')
+                self.report(f'{key}: reference not launched ({exception}); left out')
         return ToContext(**_ctx_keys(children))
 
     def inspect_references(self):

@@ -1,0 +1,1 @@
+"""Demonstrations of aiida-sorep that run real calculations on the embedded profile."""

@@ -1,0 +1,1 @@
+"""Bundled crystal structures (JSON, with the literature source of each)."""
