@@ -122,12 +122,12 @@ def test_generalized_eigenvalues_match_scipy(si_spectrum):
 def test_near_linear_dependence_is_dropped_not_fatal():
     """Two H atoms 1e-4 Å apart: the unit-diagonal overlap has an eigenvalue ~3e-9 at every k, below threshold."""
     atoms = Atoms('H2', positions=[(0, 0, 0), (0, 0, 1e-4)], cell=np.eye(3) * 3.0, pbc=True)
-    spectrum = kinetic.compute_operator_spectrum(atoms, mesh=(2, 2, 2), exp_to_discard=None)
+    spectrum = kinetic.compute_operator_spectrum(atoms, mesh=(2, 2, 2), exp_to_discard=None, kpoint_reduction='none')
     assert spectrum.n_dropped == len(spectrum.kpoints)  # one direction per k-point
     values = spectrum.eigenvalues[spectrum.valid]
     assert np.all(np.isfinite(values))
     single = kinetic.compute_operator_spectrum(
-        Atoms('H', cell=np.eye(3) * 3.0, pbc=True), mesh=(2, 2, 2), exp_to_discard=None
+        Atoms('H', cell=np.eye(3) * 3.0, pbc=True), mesh=(2, 2, 2), exp_to_discard=None, kpoint_reduction='none'
     )
     # the surviving state is the single-atom Bloch sum
     np.testing.assert_allclose(np.sort(values), np.sort(single.eigenvalues.ravel()), rtol=1e-3)
@@ -241,3 +241,19 @@ def test_gaussian_convention_matches_smearing_module():
     grid = np.linspace(-3.0, 3.0, 61)
     dos = kinetic.gaussian_dos(np.array([0.2]), np.ones(1), grid, width=0.5)
     np.testing.assert_allclose(dos, delta((grid - 0.2) / 0.5, 'gaussian') / 0.5, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize('phase', ['tetragonal', 'rhombohedral'])
+def test_spglib_reduction_gives_the_same_features(phase):
+    """The irreducible wedge (spglib) and time reversal only give the same features, with fewer k-points."""
+    from aiida_sorep.core.structures import batio3
+
+    structure = batio3(phase)
+    wedge = kinetic.kinetic_sorep(structure, mesh=(4, 4, 4), kpoint_reduction='spglib')
+    pairs = kinetic.kinetic_sorep(structure, mesh=(4, 4, 4), kpoint_reduction='time_reversal')
+    full = kinetic.kinetic_sorep(structure, mesh=(4, 4, 4), kpoint_reduction='none')
+    assert len(wedge.spectrum.kpoints) < len(pairs.spectrum.kpoints) < len(full.spectrum.kpoints) == 64
+    np.testing.assert_allclose(wedge.spectrum.weights.sum(), 1.0)
+    scale = full.features.max()
+    np.testing.assert_allclose(wedge.features, full.features, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(pairs.features, full.features, rtol=0, atol=1e-9 * scale)

@@ -15,7 +15,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
-from aiida_sorep.core.kinetic import Normalization, Operator, kinetic_sorep
+from aiida_sorep.core.kinetic import KpointReduction, Normalization, Operator, kinetic_sorep
 from aiida_sorep.core.similarity import cosine_distance_matrix, dbscan_labels
 from aiida_sorep.data.features import SorepFeaturesData
 
@@ -34,7 +34,8 @@ DEFAULT_KINETIC_PARAMETERS: dict[str, Any] = {
     'cumulative_cutoff': None,
     'exp_to_discard': 0.1,
     'lindep_threshold': 1e-7,
-    'time_reversal': True,
+    'kpoint_reduction': KpointReduction.SPGLIB.value,
+    'symprec': 1e-5,
 }
 
 
@@ -49,6 +50,7 @@ def parse_kinetic_parameters(parameters: Mapping[str, Any] | None) -> dict[str, 
         raise ValueError(f'unknown kinetic parameters {unknown}: valid keys are {sorted(DEFAULT_KINETIC_PARAMETERS)}')
     merged['operator'] = Operator(merged['operator']).value
     merged['normalization'] = Normalization(merged['normalization']).value
+    merged['kpoint_reduction'] = KpointReduction(merged['kpoint_reduction']).value
     if not isinstance(merged['basis'], str):
         raise ValueError('basis must be a name (e.g. "ano-ml-os" or a PySCF basis name such as "sto-3g")')
     if merged['mesh'] is None and merged['kspacing'] is None:

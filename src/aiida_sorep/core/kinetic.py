@@ -38,12 +38,14 @@ import numpy as np
 __all__ = (
     'HARTREE_TO_EV',
     'KineticSorep',
+    'KpointReduction',
     'Normalization',
     'Operator',
     'OperatorSpectrum',
     'StructureArrays',
     'compute_operator_spectrum',
     'gaussian_dos',
+    'irreducible_kpoints',
     'kinetic_sorep',
     'kpoint_mesh',
     'kpoint_mesh_from_spacing',
@@ -68,6 +70,17 @@ class Operator(str, enum.Enum):
     basis, dimensionless (reported in the 'eV' arrays unscaled)."""
     KINETIC_NUCLEAR = 'kinetic+nuclear'
     """:math:`-\\frac12\\nabla^2 - \\sum_A Z_A/|r - R_A|` (neutralising background, PySCF GDF); slow."""
+
+
+class KpointReduction(str, enum.Enum):
+    """Which k-points of the full Γ-centred mesh are diagonalised."""
+
+    NONE = 'none'
+    """All of them."""
+    TIME_REVERSAL = 'time_reversal'
+    """One of each (k, -k) pair, double weight."""
+    SPGLIB = 'spglib'
+    """The irreducible wedge under the space group found by spglib (with time reversal), weights by star size."""
 
 
 class Normalization(str, enum.Enum):
@@ -152,6 +165,40 @@ def kpoint_mesh(mesh: Sequence[int], time_reversal: bool = True) -> tuple[np.nda
     return frac, weights / weights.sum()
 
 
+def irreducible_kpoints(
+    arrays: StructureArrays, mesh: Sequence[int], symprec: float = 1e-5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Irreducible k-points of a Γ-centred ``mesh`` under the space group of ``arrays`` (spglib, time reversal).
+
+    Scalar one-electron operators (kinetic energy, overlap, nuclear attraction) have the same spectrum at
+    symmetry-equivalent k-points. ``symprec`` is spglib's distance tolerance in Å.
+
+    :return: ``(kpoints_frac (n_irr, 3), weights (n_irr,))``, weights summing to 1.
+    """
+    import warnings
+
+    import spglib
+    from ase.data import atomic_numbers
+
+    mesh_array = np.asarray(mesh, dtype=int)
+    positions = arrays.positions @ np.linalg.inv(arrays.lattice)
+    numbers = [atomic_numbers[symbol] for symbol in arrays.symbols]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)  # spglib's OLD_ERROR_HANDLING notice
+        result = spglib.get_ir_reciprocal_mesh(
+            mesh_array,
+            (arrays.lattice.tolist(), positions.tolist(), numbers),
+            is_shift=[0, 0, 0],
+            is_time_reversal=True,
+            symprec=symprec,
+        )
+    if result is None:  # spglib could not find the symmetry: fall back to time reversal only
+        return kpoint_mesh(mesh_array, time_reversal=True)
+    mapping, grid = result
+    representatives, counts = np.unique(mapping, return_counts=True)
+    return grid[representatives] / mesh_array, counts / counts.sum()
+
+
 @dataclass(frozen=True)
 class OperatorSpectrum:
     """Spectrum of a one-electron operator on a k-point grid.
@@ -196,9 +243,10 @@ class KineticSorep:
 
 
 def _build_cell(arrays: StructureArrays, basis: Any, exp_to_discard: float | None, precision: float) -> Any:
+    from ase.data import atomic_numbers
     from pyscf.pbc import gto as pbcgto
 
-    from .basis import atomic_number, load_ano_ml_os
+    from .basis import load_ano_ml_os
 
     if isinstance(basis, str) and basis.lower() == 'ano-ml-os':
         basis = load_ano_ml_os(arrays.symbols)
@@ -211,7 +259,7 @@ def _build_cell(arrays: StructureArrays, basis: Any, exp_to_discard: float | Non
     cell.precision = precision
     cell.verbose = 0
     # the operators do not depend on the electron count, but PySCF checks its parity against the spin
-    cell.spin = sum(atomic_number(symbol) for symbol in arrays.symbols) % 2
+    cell.spin = sum(atomic_numbers[symbol] for symbol in arrays.symbols) % 2
     cell.build(dump_input=False, parse_arg=False)
     return cell
 
@@ -248,7 +296,8 @@ def compute_operator_spectrum(
     basis: Any = 'ano-ml-os',
     exp_to_discard: float | None = DEFAULT_EXP_TO_DISCARD,
     lindep_threshold: float = DEFAULT_LINDEP_THRESHOLD,
-    time_reversal: bool = True,
+    kpoint_reduction: KpointReduction | str = KpointReduction.SPGLIB,
+    symprec: float = 1e-5,
     precision: float = 1e-8,
 ) -> OperatorSpectrum:
     """Spectrum of ``operator`` on the Bloch sums of ``basis`` for a periodic ``structure``.
@@ -261,6 +310,9 @@ def compute_operator_spectrum(
         contraction is renormalised; None keeps the full basis (slower lattice sums, more linear dependence).
     :param lindep_threshold: eigenvalues of the unit-diagonal overlap below this are dropped (canonical
         orthogonalisation).
+    :param kpoint_reduction: ``'spglib'`` (irreducible wedge, default), ``'time_reversal'`` or ``'none'``.
+    :param symprec: spglib's tolerance (Å) for ``'spglib'``.
+    :param precision: PySCF's ``Cell.precision`` (sets the lattice-sum cutoffs).
     """
     operator = Operator(operator)
     arrays = structure_arrays(structure)
@@ -271,7 +323,11 @@ def compute_operator_spectrum(
     mesh = tuple(int(m) for m in mesh)
     if not 0 < lindep_threshold < 1:
         raise ValueError(f'lindep_threshold must be in (0, 1), got {lindep_threshold}')
-    frac, weights = kpoint_mesh(mesh, time_reversal=time_reversal)
+    reduction = KpointReduction(kpoint_reduction)
+    if reduction is KpointReduction.SPGLIB:
+        frac, weights = irreducible_kpoints(arrays, mesh, symprec=symprec)
+    else:
+        frac, weights = kpoint_mesh(mesh, time_reversal=reduction is KpointReduction.TIME_REVERSAL)
     cell = _build_cell(arrays, basis, exp_to_discard, precision)
     kpts = cell.get_abs_kpts(frac)  # 1/Bohr
     overlap = np.asarray(cell.pbc_intor('int1e_ovlp', hermi=1, kpts=kpts)).reshape(len(kpts), cell.nao, cell.nao)
@@ -361,7 +417,8 @@ def kinetic_sorep(
     basis: Any = 'ano-ml-os',
     exp_to_discard: float | None = DEFAULT_EXP_TO_DISCARD,
     lindep_threshold: float = DEFAULT_LINDEP_THRESHOLD,
-    time_reversal: bool = True,
+    kpoint_reduction: KpointReduction | str = KpointReduction.SPGLIB,
+    symprec: float = 1e-5,
 ) -> KineticSorep:
     """Kinetic SOREP of ``structure``: the Gaussian-smeared operator spectrum on an energy grid.
 
@@ -386,7 +443,8 @@ def kinetic_sorep(
         basis=basis,
         exp_to_discard=exp_to_discard,
         lindep_threshold=lindep_threshold,
-        time_reversal=time_reversal,
+        kpoint_reduction=kpoint_reduction,
+        symprec=symprec,
     )
     state_weights = np.broadcast_to(spectrum.weights[:, None], spectrum.eigenvalues.shape)
     values = spectrum.eigenvalues[spectrum.valid]
@@ -410,7 +468,9 @@ def kinetic_sorep(
         'lindep_threshold': spectrum.lindep_threshold,
         'kspacing': None if mesh is not None else kspacing,
         'mesh': list(spectrum.mesh),
-        'time_reversal': bool(time_reversal),
+        'kpoint_reduction': KpointReduction(kpoint_reduction).value,
+        'symprec': float(symprec),
+        'n_kpoints': len(spectrum.kpoints),
         'smearing': 'gaussian',
         'width': float(width),
         'e_min': float(grid[0]),
