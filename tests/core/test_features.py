@@ -288,7 +288,7 @@ def _batches(draw):
     return eigenvalues, weights, n_electrons, smearing, width
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(_batches())
 def test_featurize_batch_matches_featurize_on_random_spectra(case):
     eigenvalues, weights, n_electrons, smearing, width = case

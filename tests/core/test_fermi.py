@@ -44,7 +44,7 @@ def spectra(draw):
     return eigenvalues, weights, n_electrons, smearing, width
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(spectra())
 def test_electron_count_recovered_for_every_smearing_and_spin(case):
     eigenvalues, weights, n_electrons, smearing, width = case
@@ -282,7 +282,7 @@ def test_magnetic_insulator_with_different_fillings_per_spin_is_gapped():
     assert abs(result.n_electrons_error) < 1e-10
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(spectra())
 def test_zero_temperature_fermi_level_brackets_the_electron_count(case):
     eigenvalues, weights, n_electrons, _, _ = case
