@@ -8,7 +8,7 @@ Usage (about a minute on one core)::
   2x1x1 supercell) = 24 structures: distance matrix sorted by DBSCAN cluster, sorted 1-NN distance curve and
   number of clusters vs eps, with the StructureMatcher comparison (adjusted Rand index).
 * ``kinetic_nanotubes.png``: kinetic DOS of the (8,0) and (5,5) carbon nanotubes.
-* ``kinetic_si_ge.png``: kinetic DOS of Si, Ge and rutile SnO2 and their cosine distances.
+* ``kinetic_si_ge.png``: kinetic DOS of Si, Ge, K2Sn2O3 and rutile SnO2 and their cosine distances.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ase.build import nanotube
 
 from aiida_sorep.core import similarity
 from aiida_sorep.core.kinetic import kinetic_sorep, kpoint_mesh_from_spacing
-from aiida_sorep.core.structures import BATIO3_PHASES, batio3, diamond, distorted_copy, rutile_sno2
+from aiida_sorep.core.structures import BATIO3_PHASES, batio3, diamond, distorted_copy, k2sn2o3, rutile_sno2
 
 MATCHER = {'ltol': 0.005, 'stol': 0.05, 'angle_tol': 0.1, 'scale': False}
 
@@ -95,16 +95,18 @@ def nanotube_figure(output: pathlib.Path) -> None:
 
 
 def si_ge_figure(output: pathlib.Path) -> None:
-    cases = {'Si': diamond('Si', 5.431), 'Ge': diamond('Ge', 5.658), 'SnO2 (rutile)': rutile_sno2()}
+    cases = {'Si': diamond('Si', 5.431), 'Ge': diamond('Ge', 5.658), 'K2Sn2O3': k2sn2o3(), 'SnO2': rutile_sno2()}
     results = {name: kinetic_sorep(structure) for name, structure in cases.items()}
     d = similarity.cosine_distance_matrix([r.features for r in results.values()])
-    print(f'Si-Ge {d[0, 1]:.3f}, Si-SnO2 {d[0, 2]:.3f}, Ge-SnO2 {d[1, 2]:.3f}')
+    names = list(results)
+    for i, first in enumerate(names):
+        print('  '.join(f'{first}-{second} {d[i, j]:.3f}' for j, second in enumerate(names) if j > i))
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for name, result in results.items():
         ax.plot(result.energies, result.features, label=name)
     ax.set_xlabel('kinetic energy (eV)')
     ax.set_ylabel('states / eV / Å$^3$')
-    ax.set_title(f'cosine distances: Si–Ge {d[0, 1]:.3f}, Si–SnO2 {d[0, 2]:.3f}, Ge–SnO2 {d[1, 2]:.3f}')
+    ax.set_title(f'cosine distances: Si–Ge {d[0, 1]:.3f}, Si–K2Sn2O3 {d[0, 2]:.3f}, Ge–K2Sn2O3 {d[1, 2]:.3f}')
     ax.legend()
     fig.tight_layout()
     fig.savefig(output / 'kinetic_si_ge.png', dpi=80)

@@ -5,8 +5,12 @@ Sources (experimental structures):
 * Si, Ge (diamond, Fd-3m): a = 5.431 Å and 5.658 Å (room-temperature lattice constants, e.g. Kittel,
   *Introduction to Solid State Physics*, 8th ed., Table 1.3).
 * SnO2 (rutile, P4_2/mnm): a = 4.7374 Å, c = 3.1864 Å, O at (x, x, 0) with x = 0.3056; Bolzan, Fong, Kennedy &
-  Howard, Acta Cryst. B53, 373 (1997). Stands in for K2Sn2O3 in the Si/Ge test, see the docs: reliable published
-  coordinates of K2Sn2O3 (Braun & Hoppe, cubic I2_13) could not be retrieved in this session.
+  Howard, Acta Cryst. B53, 373 (1997).
+* K2Sn2O3 (cubic, I2_13, No. 199, 14 atoms in the body-centred primitive cell, conventional a = 8.5142 Å): the
+  PBE-relaxed structure of the Materials Project (Jain et al., APL Mater. 1, 011002 (2013)), as distributed in
+  the test data of atomate (``atomate/vasp/test_files/lobster/vasp_lobster_output/POSCAR``). K2Sn2O3 is the
+  low-hole-mass p-type transparent-conductor candidate of Hautier et al., Nat. Commun. 4, 2292 (2013). PBE
+  overestimates lattice constants by about 1 %; the experimental refinement is not used here.
 * BaTiO3, four phases from neutron powder diffraction by Kwei, Lawson, Billinge & Cheong, J. Phys. Chem. 97,
   2368 (1993): cubic Pm-3m, tetragonal P4mm, orthorhombic Amm2 and rhombohedral R3m. The numbers below were
   transcribed from that paper's tables from memory and not re-checked against it here; they reproduce the
@@ -26,6 +30,7 @@ __all__ = (
     'batio3',
     'diamond',
     'distorted_copy',
+    'k2sn2o3',
     'rutile_sno2',
 )
 
@@ -43,6 +48,23 @@ def rutile_sno2() -> Structure:
     return Structure.from_spacegroup(
         'P4_2/mnm', Lattice.tetragonal(4.7374, 3.1864), ['Sn', 'O'], [[0, 0, 0], [0.3056, 0.3056, 0]]
     )
+
+
+def k2sn2o3() -> Structure:
+    """K2Sn2O3 (14 atoms, I2_13), the Materials Project PBE structure (see the module docstring)."""
+    half = 4.257108  # a / 2, Å
+    lattice = Lattice(half * np.array([[-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, -1.0]]))
+    species = ['K'] * 4 + ['Sn'] * 4 + ['O'] * 6
+    frac = [
+        [0.481900, 0.500000, 0.000000], [0.018100, 0.018100, 0.018100],
+        [0.000000, 0.481900, 0.500000], [0.500000, 0.000000, 0.481900],
+        [0.500000, 0.000000, 0.011623], [0.000000, 0.011623, 0.500000],
+        [0.488377, 0.488377, 0.488377], [0.011623, 0.500000, 0.000000],
+        [0.750000, 0.979273, 0.229273], [0.250000, 0.520727, 0.270727],
+        [0.979273, 0.229273, 0.750000], [0.229273, 0.750000, 0.979273],
+        [0.270727, 0.250000, 0.520727], [0.520727, 0.270727, 0.250000],
+    ]  # fmt: skip
+    return Structure(lattice, species, frac)
 
 
 def batio3(phase: str) -> Structure:
