@@ -59,7 +59,9 @@ def _structure(description: dict) -> orm.StructureData:
 def singleshot_node(aiida_localhost, pseudo_family):
     """Return a factory of stored ``CalcJobNode``s of ``sorep.singleshot`` whose ``retrieved`` holds a fixture."""
 
-    def factory(name: str, *, exit_status: int | None = None, sorep_parameters: dict | None = None):
+    def factory(
+        name: str, *, exit_status: int | None = None, sorep_parameters: dict | None = None, allow: bool | None = None
+    ):
         folder = FIXTURES / name
         description = _description(folder)
         structure = _structure(description)
@@ -69,7 +71,9 @@ def singleshot_node(aiida_localhost, pseudo_family):
             'parameters': orm.Dict(description['parameters']),
             'structure': structure,
             'kpoints': kpoints,
-            'allow_random_wavefunctions': orm.Bool(description['allow_random_wavefunctions']),
+            'allow_random_wavefunctions': orm.Bool(
+                description['allow_random_wavefunctions'] if allow is None else allow
+            ),
         }
         if sorep_parameters is not None:
             inputs['sorep_parameters'] = orm.Dict(sorep_parameters)
@@ -282,3 +286,12 @@ def test_patched_equals_stock(singleshot_node, name):
     assert patched['fermi']['fermi_energy'] == pytest.approx(stock['fermi']['fermi_energy'], abs=1e-6)
     for kind in ('vbm', 'fermi', 'cbm', 'concatenated'):
         np.testing.assert_allclose(patched['features'][kind].features, stock['features'][kind].features, atol=1e-6)
+
+
+def test_unexpected_exception_is_350(singleshot_node):
+    """An inconsistent node (padded output, padding not allowed in its inputs) gives 350, not a traceback."""
+    node = singleshot_node('stock_mg_random', allow=False)
+    results, calcfunction = SingleShotParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == 350
+    assert 'allow_random_wavefunctions' in calcfunction.exit_message
+    assert 'output_band' in results  # what could be parsed is attached
