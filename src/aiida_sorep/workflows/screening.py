@@ -33,7 +33,13 @@ from aiida_sorep.workflows.training import (
     soap,
 )
 
-__all__ = ('FEATURE_KINDS', 'ScreeningWorkChain', 'find_reference_properties', 'screening_summary')
+__all__ = (
+    'FEATURE_KINDS',
+    'ScreeningWorkChain',
+    'find_reference_properties',
+    'find_singleshot_features',
+    'screening_summary',
+)
 
 FEATURE_KINDS = ('vbm', 'fermi', 'cbm', 'concatenated', 'soap')
 """Accepted ``feature_kind`` values (SOREP parameterizations of the single shot, or the SOAP baseline)."""
@@ -56,14 +62,32 @@ def find_reference_properties(structure: orm.StructureData) -> orm.Dict | None:
     return rows[-1][1] if rows else None
 
 
+def find_singleshot_features(structure: orm.StructureData, kind: str) -> orm.ArrayData | None:
+    """Return the ``kind`` feature node of the latest successful ``sorep.singleshot`` CalcJob on this node, if any."""
+    builder = orm.QueryBuilder()
+    builder.append(orm.StructureData, filters={'id': structure.pk}, tag='structure')
+    builder.append(
+        orm.CalcJobNode,
+        with_incoming='structure',
+        filters={'process_type': 'aiida.calculations:sorep.singleshot', 'attributes.exit_status': 0},
+        tag='calculation',
+        project=['id'],
+    )
+    # orm.Data, not ArrayData: the plugin class SorepFeaturesData has its own node type, outside `data.core.array.`
+    builder.append(orm.Data, with_incoming='calculation', edge_filters={'label': f'features__{kind}'}, project=['*'])
+    rows = sorted(builder.all(), key=lambda row: row[0])
+    return rows[-1][1] if rows else None
+
+
 @calcfunction
-def screening_summary(keys: orm.List, predictions: orm.Dict, **nodes: orm.Data) -> orm.Dict:
+def screening_summary(keys: orm.List, predictions: orm.Dict, label_key: orm.Str, **nodes: orm.Data) -> orm.Dict:
     """Table of the screening: one row per material (formula, role, reference label, prediction, probability).
 
     ``nodes``: ``s00000`` (structure), optionally ``l00000`` (training label) and ``v00000`` (verification label),
-    indexed like ``keys``; ``predictions`` is the output of ``sorep.predict``.
+    indexed like ``keys``; ``predictions`` is the output of ``sorep.predict``; ``label_key`` the key of the label in a
+    reference ``properties`` Dict.
     """
-    label_key = DEFAULT_LABEL_KEY
+    label_key = label_key.value
     preds = predictions.get_dict()
     rows = []
     for i, key in enumerate(keys.get_list()):
@@ -396,6 +420,7 @@ class ScreeningWorkChain(WorkChain):
         inputs: dict[str, Any] = {
             'keys': orm.List(self.ctx.material_keys),
             'predictions': self.ctx.predictions if self.ctx.predictions is not None else orm.Dict({}),
+            'label_key': self.inputs.label_key,
         }
         for i, key in enumerate(self.ctx.material_keys):
             inputs[f's{i:05d}'] = self.inputs.structures[key]
