@@ -14,6 +14,8 @@ from plumpy import ProcessState
 from scipy.integrate import simpson
 from scipy.special import erf
 
+from aiida_sorep.calculations.featurize import parse_feature_parameters
+from aiida_sorep.core.features import DEFAULT_FEATURE_PARAMETERS
 from aiida_sorep.install.pseudos import recommended_cutoffs
 
 SingleShotWorkChain = WorkflowFactory('sorep.singleshot')
@@ -50,6 +52,8 @@ def test_builder_from_protocol(pw_code, pseudo_family, silicon, protocol, distan
     assert builder.singleshot.metadata['options']['withmpi'] is False
     assert builder.singleshot.allow_random_wavefunctions.value is False
     assert builder.singleshot.pseudos['Si'].element == 'Si'
+    features = parse_feature_parameters(builder.singleshot.sorep_parameters['features'])
+    assert features == DEFAULT_FEATURE_PARAMETERS  # the protocol spells out the paper's four maps
 
 
 def test_builder_overrides_deep_merged(pw_code, pseudo_family, silicon):
@@ -66,7 +70,9 @@ def test_builder_overrides_deep_merged(pw_code, pseudo_family, silicon):
     system = builder.singleshot.parameters['SYSTEM']
     assert (system['smearing'], system['degauss'], system['ecutwfc'], system['ecutrho']) == ('cold', 0.05, 30.0, 120.0)
     assert builder.kpoints_distance.value == 0.5
-    assert builder.singleshot.sorep_parameters.get_dict() == {'smearing': 'gaussian', 'width': 0.1}
+    sorep_parameters = builder.singleshot.sorep_parameters.get_dict()
+    assert (sorep_parameters['smearing'], sorep_parameters['width']) == ('gaussian', 0.1)
+    assert sorep_parameters['features']['fermi']['window'] == [-5.0, 5.0]  # the protocol's maps are kept
     assert builder.singleshot.metadata['options']['max_wallclock_seconds'] == 120
     assert builder.singleshot.metadata['options']['withmpi'] is True
 
