@@ -92,11 +92,7 @@ class SingleShotParser(PwParser):
 
         parsed_xml, logs_xml = self.parse_xml()
         parsed_stdout, logs_stdout = self.parse_stdout(parameters, parser_options, crash_file)
-        logs_xml['error'] = [m for m in logs_xml['error'] if not any(s in m for s in _HARMLESS_XML_LOGS)]
-        if 'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED' in logs_stdout['error']:
-            # Stock pw.x: "convergence NOT achieved after 0 iterations" is how a single shot ends, not a failure.
-            logs_stdout['error'] = [m for m in logs_stdout['error'] if m != 'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED']
-            logs_stdout['info'].append('stock pw.x stopped after 0 SCF iterations, as expected for a single shot')
+        self._filter_expected_logs(logs_stdout, logs_xml)
         self.emit_logs([logs_stdout, logs_xml], ignore=['Error while parsing ethr.'])
 
         exit_code = self._check_premature_exit(stdout, logs_stdout)
@@ -105,14 +101,7 @@ class SingleShotParser(PwParser):
 
         flavour = detect_flavour(stdout)
         parsed_bands = parsed_xml.pop('bands', {})
-        parsed_xml.pop('structure', None)
-        parsed_xml.pop('trajectory', None)
-        output_parameters = self.build_output_parameters(parsed_stdout, parsed_xml)
-        self.backwards_compatibility_parameters(output_parameters, parsed_stdout)
-        pwx_fermi_energy = output_parameters.pop('fermi_energy', None)
-        if flavour is PwxFlavour.PATCHED and pwx_fermi_energy is not None:
-            output_parameters['fermi_energy'] = pwx_fermi_energy
-        output_parameters['single_shot_flavour'] = flavour.value
+        output_parameters, pwx_fermi_energy = self._output_parameters(parsed_xml, parsed_stdout, flavour)
 
         kpoints = self.build_output_kpoints(output_parameters, self.node.inputs.structure)
         if not parsed_bands or kpoints is None or self.exit_code_parser is not None:
@@ -128,6 +117,34 @@ class SingleShotParser(PwParser):
         self.out('output_parameters', orm.Dict(output_parameters))
 
         return self._parse_spectrum(eigenvalues, weights, output_parameters, flavour, pwx_fermi_energy, parameters)
+
+    @staticmethod
+    def _filter_expected_logs(logs_stdout, logs_xml) -> None:
+        """Drop the messages that a single shot produces by design (in place)."""
+        logs_xml['error'] = [m for m in logs_xml['error'] if not any(s in m for s in _HARMLESS_XML_LOGS)]
+        if 'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED' in logs_stdout['error']:
+            # Stock pw.x: "convergence NOT achieved after 0 iterations" is how a single shot ends, not a failure.
+            logs_stdout['error'] = [m for m in logs_stdout['error'] if m != 'ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED']
+            logs_stdout['info'].append('stock pw.x stopped after 0 SCF iterations, as expected for a single shot')
+
+    def _output_parameters(
+        self, parsed_xml: dict[str, Any], parsed_stdout: dict[str, Any], flavour: PwxFlavour
+    ) -> tuple[dict[str, Any], float | None]:
+        """Return PwParser's output parameters and pw.x's Fermi level (``None`` unless the patched pw.x wrote one).
+
+        The stock pw.x writes a Fermi energy of 0 in a 0-iteration run: it is dropped, not reported.
+        """
+        parsed_xml.pop('structure', None)
+        parsed_xml.pop('trajectory', None)
+        output_parameters = self.build_output_parameters(parsed_stdout, parsed_xml)
+        self.backwards_compatibility_parameters(output_parameters, parsed_stdout)
+        pwx_fermi_energy = output_parameters.pop('fermi_energy', None)
+        if flavour is not PwxFlavour.PATCHED:
+            pwx_fermi_energy = None
+        if pwx_fermi_energy is not None:
+            output_parameters['fermi_energy'] = pwx_fermi_energy
+        output_parameters['single_shot_flavour'] = flavour.value
+        return output_parameters, pwx_fermi_energy
 
     def _read_text_files(self) -> tuple[str, str | None]:
         """Return the stdout (empty if missing) and the CRASH file content (``None`` if absent)."""
