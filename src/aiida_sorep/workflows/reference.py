@@ -92,7 +92,7 @@ def compute_reference_properties(
         n_electrons = float(scf_parameters['number_of_electrons'])
         width = float(options['degauss']) * RY_TO_EV
         fermi = find_fermi_level(eigenvalues, weights, n_electrons, options['smearing'], width, midgap=True)
-        edges = find_band_edges(eigenvalues, fermi.fermi_energy)
+        edges = find_band_edges(eigenvalues, fermi.fermi_energy, is_gapped=fermi.is_gapped)
 
         path_eigenvalues = _eigenvalues(band_structure)
         kpoints = band_structure.get_kpoints(cartesian=True)
