@@ -619,8 +619,10 @@ def train_screening_model(
 
     if results:
         importances = np.vstack([r.importances for r in results])
-    else:
-        importances = np.asarray(final_model.feature_importances_, dtype=float)[np.newaxis]
+    elif final_model is not None:
+        importances = np.array(final_model.feature_importances_, dtype=np.float64)[np.newaxis]
+    else:  # unreachable: n_splits=0 requires fit_final
+        raise ValueError('nothing was trained: use n_splits >= 1 or fit_final=True')
     settings = {
         'random_state': random_state,
         'test_size': float(test_size),
@@ -784,7 +786,7 @@ def write_inputs(
     arrays = {'features': np.asarray(features, dtype=float), 'labels': np.asarray(labels).astype(int)}
     if energies is not None:
         arrays['energies'] = np.asarray(energies, dtype=float)
-    np.savez(directory / INPUT_ARRAYS, **arrays)
+    np.savez(directory / INPUT_ARRAYS, **arrays)  # type: ignore[arg-type]
     (directory / INPUT_PARAMETERS).write_text(json.dumps(dict(parameters), indent=2, sort_keys=True))
 
 
@@ -806,7 +808,7 @@ def write_outputs(directory: str | pathlib.Path, result: TrainingResult) -> None
     }
     if result.energies is not None:
         arrays['energies'] = result.energies
-    np.savez(directory / OUTPUT_ARRAYS, **arrays)
+    np.savez(directory / OUTPUT_ARRAYS, **arrays)  # type: ignore[arg-type]
 
 
 def run_from_files(directory: str | pathlib.Path) -> TrainingResult:

@@ -77,19 +77,40 @@ class DemoResult:
 
 
 class _Progress(logging.Handler):
-    """Prints the REPORT lines of the screening and its children with the elapsed time."""
+    """Prints the REPORT lines of the screening and its training with the elapsed time and material names.
 
-    def __init__(self, echo: Callable[[str], object], start: float) -> None:
+    While it is attached, AiiDA's own console handlers are raised to WARNING so the lines are not printed twice.
+    """
+
+    def __init__(self, echo: Callable[[str], object], start: float, names: Mapping[str, str]) -> None:
         super().__init__(level=logging.INFO)
         self.echo = echo
         self.start = start
+        self.names = dict(names)
+        self._muted: list[tuple[logging.Handler, int]] = []
+
+    def attach(self, logger: logging.Logger) -> None:
+        """Add this handler and mute the other handlers of ``logger`` below WARNING."""
+        for handler in logger.handlers:
+            self._muted.append((handler, handler.level))
+            handler.setLevel(max(handler.level, logging.WARNING))
+        logger.addHandler(self)
+
+    def detach(self, logger: logging.Logger) -> None:
+        """Remove this handler and restore the levels of the others."""
+        logger.removeHandler(self)
+        for handler, level in self._muted:
+            handler.setLevel(level)
+        self._muted.clear()
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if '|ScreeningWorkChain|' not in message and '|TrainingWorkChain|' not in message:
             return
         text = message.split(']: ', 1)[-1]
-        self.echo(f'  [{time.perf_counter() - self.start:6.0f} s] {text}')
+        for key, name in self.names.items():
+            text = text.replace(key, name)
+        self.echo(f'  [{time.perf_counter() - self.start:5.0f} s] {text}')
 
 
 def _demo_group(echo: Callable[[str], object]):
@@ -158,13 +179,13 @@ def run_screening_demo(
         f'Screening {len(names)} crystals for transparent-conductor candidates with pw.x ({protocol} protocol), '
         f'{feature_kind} SOREP features, seed {seed}, {max_concurrent} pw.x at a time'
     )
-    handler = _Progress(echo, start)
+    progress = _Progress(echo, start, names)
     logger = logging.getLogger('aiida')
-    logger.addHandler(handler)
+    progress.attach(logger)
     try:
         results, node = run_get_node(builder)
     finally:
-        logger.removeHandler(handler)
+        progress.detach(logger)
     elapsed = time.perf_counter() - start
 
     if not node.is_finished_ok:
@@ -250,9 +271,15 @@ def write_figures(
         style = '-' if row['role'] == 'training' else '--'
         ax.plot(np.arange(values.size), values * 0.9 + offset, style, color=color, lw=1)
         ax.text(values.size + 1, offset + 0.2, row['name'], fontsize=7, va='center')
-    ax.set_xlabel('feature index (concatenated VBM | Fermi | CBM blocks)')
+    first = features[ordered[0]]
+    grid = first.get_array('energies') if 'energies' in first.get_arraynames() else np.arange(values.size, dtype=float)
+    blocks = _blocks(grid, first.base.attributes.get('parameters', {}).get('references'))
+    _mark_blocks(ax, blocks)
+    ax.set_xlabel('feature index')
     ax.set_yticks([])
-    ax.set_title('SOREP features: red = candidate, blue = not; solid = reference label, dashed = predicted', fontsize=8)
+    ax.set_title(
+        'SOREP features: red = candidate, blue = not; solid = reference label, dashed = predicted', fontsize=8, pad=14
+    )
     fig.tight_layout()
     paths.append(output_dir / 'training_features.png')
     fig.savefig(paths[-1], dpi=90)
@@ -287,16 +314,36 @@ def write_figures(
     index = np.arange(mean.size)
     ax.fill_between(index, mean - std, mean + std, color='tab:orange', alpha=0.3, lw=0)
     ax.plot(index, mean, color='tab:orange')
-    ticks = np.linspace(0, mean.size - 1, 7).astype(int)
-    ax.set_xticks(ticks, [f'{x[i]:.1f}' for i in ticks])
-    ax.set_xlabel('energy relative to each block reference (eV)')
+    first = results['features'][sorted(results['features'])[0]]
+    blocks = _blocks(x, first.base.attributes.get('parameters', {}).get('references'))
+    ticks = sorted({i for start, stop, _ in blocks for i in (start + 2, (start + stop - 1) // 2)} | {x.size - 1})
+    ax.set_xticks(ticks, [f'{x[i]:.1f}' for i in ticks], fontsize=7)
+    _mark_blocks(ax, blocks)
+    ax.set_xlabel('energy relative to the reference energy of each block (eV)')
     ax.set_ylabel('MDI importance')
-    ax.set_title('Mean decrease in impurity (mean ± std over splits)', fontsize=9)
+    ax.set_title('Mean decrease in impurity (mean ± std over splits)', fontsize=9, pad=14)
     fig.tight_layout()
     paths.append(output_dir / 'training_importances.png')
     fig.savefig(paths[-1], dpi=90)
     plt.close(fig)
     return paths
+
+
+def _blocks(energies: np.ndarray, references: list[str] | None) -> list[tuple[int, int, str]]:
+    """``(start, stop, name)`` of the blocks of a concatenated grid (where the energy jumps back)."""
+    cuts = [0, *(np.flatnonzero(np.diff(energies) < 0) + 1).tolist(), energies.size]
+    names = references if references and len(references) == len(cuts) - 1 else [''] * (len(cuts) - 1)
+    return [(cuts[i], cuts[i + 1], names[i].upper()) for i in range(len(cuts) - 1)]
+
+
+def _mark_blocks(ax: Any, blocks: list[tuple[int, int, str]]) -> None:
+    for start, stop, name in blocks:
+        if start > 0:
+            ax.axvline(start - 0.5, color='0.6', lw=0.8, ls=':')
+        if name:
+            ax.text(
+                (start + stop) / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha='center', va='bottom', fontsize=8
+            )
 
 
 def _safe(key: str) -> str:
