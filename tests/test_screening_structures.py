@@ -45,3 +45,25 @@ def test_table_formatting():
     assert 'ZnO' in table and '0.12' in table
     text = format_metrics({'summary': {'balanced_accuracy': {'mean': 0.75, 'std': 0.25, 'n': 3}}, 'splits': [1, 2, 3]})
     assert '0.75 ± 0.25' in text and 'tpr' in text
+
+
+def test_progress_lines_use_names_and_do_not_duplicate():
+    import logging
+
+    from aiida_sorep.demo.screening import _Progress
+
+    lines: list[str] = []
+    logger = logging.getLogger('aiida-sorep-test-progress')
+    other = logging.StreamHandler()
+    other.setLevel(logging.INFO)
+    logger.addHandler(other)
+    logger.setLevel(logging.INFO)
+    progress = _Progress(lines.append, start=0.0, names={'O2Zn2_76': 'ZnO'})
+    progress.attach(logger)
+    assert other.level == logging.WARNING
+    logger.info('[90|ScreeningWorkChain|_launch]: launched SingleShotWorkChain<97> (singleshot) for O2Zn2_76')
+    logger.info('[97|SingleShotWorkChain|run_process]: launching SingleShotCalculation<100> iteration #1')
+    progress.detach(logger)
+    logger.removeHandler(other)
+    assert other.level == logging.INFO
+    assert len(lines) == 1 and lines[0].endswith('launched SingleShotWorkChain<97> (singleshot) for ZnO')
