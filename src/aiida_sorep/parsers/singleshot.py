@@ -198,7 +198,7 @@ class SingleShotParser(PwParser):
         n_electrons = float(output_parameters['number_of_electrons'])
         try:
             fermi = find_fermi_level(eigenvalues, weights, n_electrons, smearing, width, midgap=True)
-            edges = find_band_edges(eigenvalues, fermi.fermi_energy)
+            edges = find_band_edges(eigenvalues, fermi.fermi_energy, is_gapped=fermi.is_gapped)
         except ValueError as exception:
             return self.exit(self.exit_codes.ERROR_FERMI_LEVEL.format(exception=exception))
         try:
