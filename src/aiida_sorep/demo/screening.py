@@ -14,6 +14,7 @@ import json
 import logging
 import pathlib
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
@@ -183,7 +184,10 @@ def run_screening_demo(
     logger = logging.getLogger('aiida')
     progress.attach(logger)
     try:
-        results, node = run_get_node(builder)
+        with warnings.catch_warnings():
+            # seekpath's use of spglib's deprecated dict interface: noise in a demo's output.
+            warnings.filterwarnings('ignore', category=DeprecationWarning, module='seekpath')
+            results, node = run_get_node(builder)
     finally:
         progress.detach(logger)
     elapsed = time.perf_counter() - start
