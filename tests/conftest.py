@@ -59,3 +59,20 @@ def pseudo_family(aiida_profile, pseudo_dir):
     from aiida_sorep.install.pseudos import install_family
 
     return install_family(pseudo_dir, echo=lambda *_: None)
+
+
+@pytest.fixture
+def patched_pw_code(aiida_code_installed):
+    """An ``InstalledCode`` for the patched serial ``pw.x`` built by ``bash qe/build.sh`` (part of the test set-up)."""
+    from aiida_sorep.install.environment import patched_pw_executable
+
+    executable = patched_pw_executable()
+    if not executable.is_file():
+        pytest.fail(f'patched pw.x not found at {executable}: run `bash qe/build.sh` (`bash bootstrap.sh test` does).')
+    return aiida_code_installed(
+        label='pw-sorep',
+        default_calc_job_plugin='quantumespresso.pw',
+        filepath_executable=str(executable),
+        with_mpi=False,
+        prepend_text='export OMP_NUM_THREADS=1\nexport OPENBLAS_NUM_THREADS=1',
+    )
