@@ -18,7 +18,9 @@ each batch the driver adopts such untracked work chains (sets the extra, adds th
 Orphans. A process *function* (e.g. the ``create_kpoints_from_distance`` calcfunction of the work chain) runs
 inside a daemon worker and has no checkpoint: if the worker dies (SIGKILL, out of memory, node reboot) while it runs,
 its node stays ``running`` forever, while the work chain, restored from its last checkpoint, simply runs the step
-again. :func:`repair_orphans` marks such nodes as killed, once their caller has terminated.
+again. Likewise a worker killed between a process reaching its terminal state and sealing its node leaves the node
+unsealed for ever (the controller would count it as active). :func:`repair_orphans` repairs both, once their caller
+has terminated; :func:`run_campaign` calls it when the campaign is done.
 
 Failed work chains stay in the campaign (they count as submitted) until :func:`retire_failed` moves them to the
 group ``<label>/retired``; the next run then resubmits their structures.
@@ -37,6 +39,7 @@ from aiida.common.exceptions import NotExistent
 from aiida_submission_controller import BaseSubmissionController
 
 __all__ = (
+    'INFRASTRUCTURE_FAILURES',
     'CampaignSettings',
     'CampaignStatus',
     'FailureSummary',
@@ -382,9 +385,14 @@ def run_campaign(
     wait: bool = False,
     interval: float = 10.0,
     timeout: float | None = None,
+    retry_infrastructure: int = 1,
     echo: Callable[[str], object] = print,
 ) -> CampaignStatus:
     """Submit the missing work chains of campaign ``label`` (creating it from ``settings`` if new).
+
+    Work chains that failed for a reason unrelated to their structure (:data:`INFRASTRUCTURE_FAILURES`) are retired
+    and resubmitted, at most ``retry_infrastructure`` times per structure; other failures stay (see
+    :func:`retire_failed`).
 
     With ``wait``, keep topping up to ``max_concurrent`` active work chains every ``interval`` seconds until
     every structure has a terminated work chain (or ``timeout`` seconds have passed). Needs a profile with a
@@ -392,33 +400,58 @@ def run_campaign(
 
     :return: the status after the last submission.
     """
+    from aiida.engine.daemon.client import get_daemon_client
+
     load_or_create_campaign(label, settings)
     controller = SingleShotSubmissionController.from_campaign(label, max_concurrent)
+    client = get_daemon_client()
     start = time.monotonic()
     while True:
+        retried = _retire_infrastructure_failures(label, retry_infrastructure)
+        if retried:
+            echo(f'Resubmitting the structures of {len(retried)} work chain(s) with infrastructure failures: {retried}')
         submitted = controller.submit_new_batch(sort=True)
         status = campaign_status(label)
         echo(f'[{time.strftime("%H:%M:%S")}] +{len(submitted)} submitted | {status.line()}')
+        if status.active and not client.is_daemon_running:
+            echo(
+                f'Warning: the daemon of profile `{client.profile.name}` is not running: nothing will progress until '
+                f'`verdi -p {client.profile.name} daemon start`.'
+            )
         if status.done:
-            repaired = repair_orphans(label)
+            repaired = repair_orphans(label, grace=0)
             if repaired:
-                echo(f'Marked {len(repaired)} orphaned process function(s) as killed: {repaired}')
+                echo(f'Repaired {len(repaired)} process node(s) left behind by dead workers: {repaired}')
             return status
         if not wait or (timeout is not None and time.monotonic() - start > timeout):
             return status
         time.sleep(interval)
 
 
-def retire_failed(label: str) -> list[int]:
+INFRASTRUCTURE_FAILURES: frozenset[tuple[str, int | None]] = frozenset(
+    {('finished', 11), ('finished', 301), ('finished', 302), ('excepted', None), ('killed', None)}
+)
+"""Failures that say nothing about the structure, as ``(process_state, exit_status)``: 11 (a required output was not
+registered: AiiDA 2.9 can lose the ``remote_folder`` link of a CalcJob interrupted by a daemon stop or a killed
+worker), 301/302 (the calculation excepted or was killed), and an excepted or killed work chain."""
+
+
+def retire_failed(label: str, only: frozenset[tuple[str, int | None]] | None = None) -> list[int]:
     """Move the failed work chains of campaign ``label`` to the group ``<label>/retired``.
 
     Their structures are then missing from the campaign, so the next :func:`run_campaign` resubmits them (use
-    this after fixing the cause, e.g. a larger walltime in the options of a new campaign, or a node failure).
+    this after fixing the cause, e.g. a node failure or a misconfigured code).
 
+    :param only: retire only failures of these ``(process_state, exit_status)``, e.g. :data:`INFRASTRUCTURE_FAILURES`.
     :return: the PKs of the retired work chains.
     """
     status = campaign_status(label)
-    pks = [pk for failure in status.failures for pk in failure.pks]
+    pks = [
+        pk
+        for failure in status.failures
+        if only is None or (failure.state, failure.exit_status) in only
+        for pk in failure.pks
+    ]
     if not pks:
         return []
     group = orm.Group.collection.get(label=label)
@@ -431,53 +464,120 @@ def retire_failed(label: str) -> list[int]:
     return sorted(pks)
 
 
+def _retire_infrastructure_failures(label: str, max_retries: int) -> list[int]:
+    """Retire the infrastructure failures of structures retired fewer than ``max_retries`` times; return their PKs."""
+    status = campaign_status(label)
+    candidates = [
+        pk
+        for failure in status.failures
+        if (failure.state, failure.exit_status) in INFRASTRUCTURE_FAILURES
+        for pk in failure.pks
+    ]
+    if not candidates or max_retries <= 0:
+        return []
+    retired_counts: collections.Counter[str] = collections.Counter()
+    try:
+        for node in orm.load_group(f'{label}/retired').nodes:
+            retired_counts[node.base.extras.get(STRUCTURE_EXTRA, None)] += 1
+    except NotExistent:
+        pass
+    eligible = [
+        pk for pk in candidates if retired_counts[orm.load_node(pk).base.extras.get(STRUCTURE_EXTRA)] < max_retries
+    ]
+    if not eligible:
+        return []
+    group = orm.Group.collection.get(label=label)
+    retired, _ = orm.Group.collection.get_or_create(label=f'{label}/retired')
+    nodes = [orm.load_node(pk) for pk in eligible]
+    for node in nodes:
+        node.base.extras.set(RETIRED_EXTRA, True)
+    retired.add_nodes(nodes)
+    group.remove_nodes(nodes)
+    return sorted(eligible)
+
+
 ORPHAN_STATUS = 'orphaned: its daemon worker died while it ran; the caller <{caller}> reran the step without it'
+TERMINAL_STATES = ('finished', 'excepted', 'killed')
 
 
-def repair_orphans(label: str | None = None, *, dry_run: bool = False) -> list[int]:
-    """Mark as killed the process functions left ``running`` by a dead worker, whose caller has terminated.
+def _campaign_process_pks(label: str) -> set[int]:
+    """PKs of the work chains of campaign ``label`` and of every process they called, at any depth."""
+    top = orm.QueryBuilder()
+    top.append(orm.Group, filters={'label': label}, tag='group')
+    top.append(orm.WorkflowNode, with_group='group', project='id')
+    pks = {pk for (pk,) in top.iterall()}
+    frontier = set(pks)
+    while frontier:
+        called = orm.QueryBuilder()
+        called.append(orm.WorkflowNode, filters={'id': {'in': sorted(frontier)}}, tag='caller')
+        called.append(orm.ProcessNode, with_incoming='caller', project='id')
+        frontier = {pk for (pk,) in called.iterall()} - pks
+        pks |= frontier
+    return pks
 
-    Only process functions (calcfunctions, workfunctions) qualify: they cannot be resumed, so a node of one that is
-    active while its caller is sealed will never progress. CalcJobs and WorkChains are resumed from their checkpoint
-    by the daemon and are never touched.
 
-    :param label: restrict to the descendants of the work chains of campaign ``label`` (default: the whole profile).
+def repair_orphans(label: str | None = None, *, dry_run: bool = False, grace: float = 60.0) -> list[int]:
+    """Repair the two kinds of process nodes that a daemon worker killed at the wrong moment leaves behind.
+
+    1. A process *function* (calcfunction, workfunction) still ``created``/``running`` whose caller has terminated:
+       it has no checkpoint and will never progress (the restored caller reran the step). It is marked ``killed``
+       with the process status :data:`ORPHAN_STATUS` and sealed.
+    2. A process that reached a terminal state (``finished``, ``excepted``, ``killed``) but was never sealed,
+       because the worker died between the two (the daemon never continues a terminated process): it is sealed,
+       as ``Process.on_terminated`` would have done, once its caller has terminated or, for a top-level process,
+       once it has not changed for ``grace`` seconds. The submission controller counts unsealed processes as
+       active, so such a node would otherwise hold a slot of the campaign for ever.
+
+    Active CalcJobs and work chains are resumed by the daemon from their checkpoints and are never touched.
+
+    :param label: restrict to campaign ``label`` (its work chains and everything they called); default: the profile.
     :param dry_run: only return what would be repaired.
-    :return: the PKs of the repaired (or, with ``dry_run``, repairable) nodes.
+    :param grace: seconds a top-level terminated-but-unsealed process must be left unchanged before it is sealed.
+    :return: the sorted PKs of the repaired (or, with ``dry_run``, repairable) nodes.
     """
+    import datetime
+
+    from aiida.common import timezone
+    from aiida.common.exceptions import ModificationNotAllowed
     from aiida.engine import ProcessState
 
-    query = orm.QueryBuilder()
-    if label is not None:
-        query.append(orm.Group, filters={'label': label}, tag='group')
-        query.append(orm.WorkflowNode, with_group='group', tag='top')
-        query.append(orm.WorkflowNode, with_ancestors='top', filters={'attributes.sealed': True}, tag='caller')
-        query.add_projection('caller', 'id')
-        second = orm.QueryBuilder()
-        second.append(orm.Group, filters={'label': label}, tag='group')
-        second.append(orm.WorkflowNode, with_group='group', filters={'attributes.sealed': True}, project='id')
-        sealed_callers = {pk for (pk,) in query.iterall()} | {pk for (pk,) in second.iterall()}
-    query = orm.QueryBuilder()
-    query.append(
-        orm.ProcessNode,
-        filters={
-            'attributes.process_state': {'in': list(ACTIVE_STATES)},
-            'or': [
-                {'node_type': {'like': 'process.calculation.calcfunction.%'}},
-                {'node_type': {'like': 'process.workflow.workfunction.%'}},
-            ],
-        },
-        tag='orphan',
-        project='*',
-    )
-    query.append(orm.WorkflowNode, with_outgoing='orphan', filters={'attributes.sealed': True}, project='id')
-    repaired = []
-    for node, caller in query.iterall():
-        if label is not None and caller not in sealed_callers:
-            continue
-        repaired.append(node.pk)
-        if not dry_run:
-            node.set_process_state(ProcessState.KILLED)
-            node.set_process_status(ORPHAN_STATUS.format(caller=caller))
-            node.seal()
+    scope = _campaign_process_pks(label) if label is not None else None
+    unsealed = {'or': [{'attributes.sealed': False}, {'attributes': {'!has_key': 'sealed'}}]}
+    cutoff = timezone.now() - datetime.timedelta(seconds=grace)
+    repaired: list[int] = []
+    sealed_now: set[int] = set()
+    # Repeat until nothing changes: sealing a terminated caller in one pass makes its children repairable in the next.
+    for _ in range(10):
+        query = orm.QueryBuilder()
+        query.append(orm.ProcessNode, filters=unsealed, tag='process', project='*')
+        query.append(orm.WorkflowNode, with_outgoing='process', project=['id', 'attributes.sealed'], outerjoin=True)
+        found = False
+        for node, caller, caller_sealed in query.iterall():
+            if (scope is not None and node.pk not in scope) or node.pk in repaired:
+                continue
+            caller_done = bool(caller_sealed) or caller in sealed_now
+            state = node.process_state.value if node.process_state else 'created'
+            function = node.node_type.startswith(
+                ('process.calculation.calcfunction.', 'process.workflow.workfunction.')
+            )
+            if state in ACTIVE_STATES and function and caller_done:
+                repaired.append(node.pk)
+                if not dry_run:
+                    node.set_process_state(ProcessState.KILLED)
+                    node.set_process_status(ORPHAN_STATUS.format(caller=caller))
+                    node.seal()
+            elif state in TERMINAL_STATES and (caller_done or (caller is None and node.mtime < cutoff)):
+                repaired.append(node.pk)
+                if not dry_run:
+                    try:
+                        node.delete_checkpoint()
+                        node.seal()
+                    except ModificationNotAllowed:  # sealed meanwhile by a live worker: nothing left to repair
+                        pass
+            else:
+                continue
+            sealed_now.add(node.pk)
+            found = True
+        if not found:
+            break
     return sorted(repaired)

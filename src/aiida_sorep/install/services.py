@@ -57,6 +57,8 @@ RABBITMQ_CONFIG: dict[str, Any] = {
 }
 """Broker configuration of the profile: Debian's RabbitMQ accepts guest/guest from localhost."""
 
+DAEMON_TIMEOUT = 20
+"""Seconds the daemon client waits for circus (``daemon.timeout``, default 2 s) in the production profile."""
 START_TIMEOUT = 120.0
 """Seconds to wait for a started service to accept connections (RabbitMQ's Erlang VM can take ~20 s)."""
 
@@ -524,6 +526,9 @@ def ensure_production_profile(
             drop_profile_database(storage_config, admin)
             raise
         config.set_option('runner.poll.interval', 1, scope=profile.name)
+        # Circus answers slowly on a loaded machine: with the default 2 s, `verdi daemon restart` can time out
+        # after stopping the daemon and never start it again.
+        config.set_option('daemon.timeout', DAEMON_TIMEOUT, scope=profile.name)
         if timeout_disabled:
             # AiiDA warns about RabbitMQ >= 3.8.15 only because of consumer_timeout, which is now disabled.
             config.set_option('warnings.rabbitmq_version', False, scope=profile.name)
