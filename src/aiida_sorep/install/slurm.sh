@@ -23,10 +23,14 @@ if [ -t 1 ]; then bold='\033[1m' red='\033[1;31m' off='\033[0m'; else bold='' re
 say() { printf "${bold}==> %s${off}\n" "$*"; }
 fail() { printf "${red}[FAILED]${off} %s\n" "$*" >&2; exit 1; }
 
+# Stop a daemon by its pid file (never by name: other SLURM or munge instances are left alone).
+stop_pidfile() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; }
+running_pidfile() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
 if [ "${1:-start}" = stop ]; then
-    pkill -x slurmd 2>/dev/null || true
-    pkill -x slurmctld 2>/dev/null || true
-    [ -f /run/munge/munged.pid ] && kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    stop_pidfile "$run/slurmd.pid"
+    stop_pidfile "$run/slurmctld.pid"
+    stop_pidfile /run/munge/munged.pid
     exit 0
 fi
 
@@ -96,15 +100,15 @@ else
 fi
 
 if [ "$restart" = 1 ]; then
-    pkill -x slurmd 2>/dev/null || true
-    pkill -x slurmctld 2>/dev/null || true
+    stop_pidfile "$run/slurmd.pid"
+    stop_pidfile "$run/slurmctld.pid"
     sleep 1
 fi
-if ! pgrep -x slurmctld >/dev/null; then
+if ! running_pidfile "$run/slurmctld.pid"; then
     say "Starting slurmctld"
     slurmctld || fail "slurmctld did not start: $(tail -5 $logs/slurmctld.log 2>/dev/null)"
 fi
-if ! pgrep -x slurmd >/dev/null; then
+if ! running_pidfile "$run/slurmd.pid"; then
     say "Starting slurmd"
     slurmd || fail "slurmd did not start: $(tail -5 $logs/slurmd.log 2>/dev/null)"
 fi
