@@ -44,6 +44,19 @@ def _read_mapping(value: str | None) -> dict:
     return dict(json.loads(value))
 
 
+def _campaign():
+    """Import :mod:`aiida_sorep.campaign`, with the install command if aiida-submission-controller is missing."""
+    try:
+        from aiida_sorep import campaign
+    except ModuleNotFoundError as exc:
+        if exc.name != 'aiida_submission_controller':
+            raise
+        echo_failed(
+            "the campaign driver needs aiida-submission-controller: pip install 'aiida-submission-controller~=0.3'"
+        )
+    return campaign
+
+
 @click.group('campaign')
 def cmd_campaign() -> None:
     """Run one single-shot work chain per structure of a group through the daemon."""
@@ -82,7 +95,12 @@ def cmd_submit(
     the label: it submits only the structures that have no work chain yet (resumable, no duplicates).
     """
     _load_profile(profile_name)
-    from aiida_sorep.campaign import CampaignError, CampaignSettings, run_campaign
+    campaign_module = _campaign()
+    CampaignError, CampaignSettings, run_campaign = (
+        campaign_module.CampaignError,
+        campaign_module.CampaignSettings,
+        campaign_module.run_campaign,
+    )
 
     settings = None
     if structure_group or code:
@@ -116,7 +134,7 @@ def cmd_status(campaign: str, profile_name: str | None) -> None:
     from aiida import load_profile
 
     load_profile(profile_name, allow_switch=True)
-    from aiida_sorep.campaign import CampaignError, campaign_status
+    CampaignError, campaign_status = _campaign().CampaignError, _campaign().campaign_status
 
     try:
         status = campaign_status(campaign)
@@ -136,7 +154,7 @@ def cmd_retry_failed(campaign: str, profile_name: str | None) -> None:
     from aiida import load_profile
 
     load_profile(profile_name, allow_switch=True)
-    from aiida_sorep.campaign import CampaignError, retire_failed
+    CampaignError, retire_failed = _campaign().CampaignError, _campaign().retire_failed
 
     try:
         pks = retire_failed(campaign)
@@ -158,7 +176,7 @@ def cmd_repair(campaign: str | None, dry_run: bool, profile_name: str | None) ->
     from aiida import load_profile
 
     load_profile(profile_name, allow_switch=True)
-    from aiida_sorep.campaign import repair_orphans
+    repair_orphans = _campaign().repair_orphans
 
     pks = repair_orphans(campaign, dry_run=dry_run)
     verb = 'Would mark' if dry_run else 'Marked'
