@@ -11,7 +11,8 @@
 #   3. `aiida-sorep setup`: downloads the PseudoDojo UPF files once (PyPI), creates the AiiDA profile
 #      `sorep` (SQLite, no broker) in $AIIDA_PATH (default: this folder, i.e. ./.aiida), the computer
 #      `localhost`, the code `pw@localhost` and the pseudopotential family with its cutoffs,
-#   4. runs the demo, or the tests (plus the patched pw.x build they exercise, and the docs build).
+#   4. runs the demo, or the tests (plus what they exercise: the patched pw.x build, a one-node SLURM;
+#      PostgreSQL and RabbitMQ are started by the tests that need them), then builds the docs.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -69,6 +70,8 @@ case "$mode" in
             say "Building the patched pw.x (skipped when already built)"
             bash qe/build.sh
         fi
+        say "Starting a one-node SLURM for the scheduler test (skipped when running)"
+        bash src/aiida_sorep/install/slurm.sh
         say "Running the test suite"
         "$venv/bin/python" -m pytest
         say "Building the documentation (warnings are errors)"

@@ -4,7 +4,7 @@ import aiida_sorep
 
 project = 'aiida-sorep'
 author = 'aiida-sorep developers'
-copyright = '2026, aiida-sorep developers'  # noqa: A001
+copyright = '2026, aiida-sorep developers'
 release = aiida_sorep.__version__
 version = release
 

@@ -70,9 +70,13 @@ def cmd_demo(profile_name: str) -> None:
 
 def _register_commands() -> None:
     """Attach the commands that live in their own modules (each imports its heavy dependencies lazily)."""
+    from .campaign import cmd_campaign
+    from .production import cmd_setup_production
+    from .screening import cmd_screening
     from .singleshot import cmd_singleshot
 
-    cmd_root.add_command(cmd_singleshot)
+    for command in (cmd_singleshot, cmd_screening, cmd_setup_production, cmd_campaign):
+        cmd_root.add_command(command)
 
 
 _register_commands()
