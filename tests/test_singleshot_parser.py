@@ -295,3 +295,16 @@ def test_unexpected_exception_is_350(singleshot_node):
     assert calcfunction.exit_status == 350
     assert 'allow_random_wavefunctions' in calcfunction.exit_message
     assert 'output_band' in results  # what could be parsed is attached
+
+
+def test_qe_xml_schema_is_built_once_per_process(singleshot_node):
+    """Two parses reuse one ``XMLSchema`` object (aiida-quantumespresso would build it for every parse)."""
+    from aiida_quantumespresso.parsers.parse_xml import parse as qe_parse_xml
+
+    qe_parse_xml.XMLSchema.cache_clear()
+    for name in ('stock_si', 'stock_al'):
+        _, calcfunction = SingleShotParser.parse_from_node(singleshot_node(name), store_provenance=False)
+        assert calcfunction.is_finished_ok, calcfunction.exit_message
+    info = qe_parse_xml.XMLSchema.cache_info()
+    assert info.misses == 1  # both files were written by QE 6.7 against the same schema
+    assert info.hits == 1
