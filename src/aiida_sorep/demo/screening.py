@@ -187,8 +187,9 @@ def run_screening_demo(
     progress.attach(logger)
     try:
         with warnings.catch_warnings():
-            # seekpath's use of spglib's deprecated dict interface: noise in a demo's output.
-            warnings.filterwarnings('ignore', category=DeprecationWarning, module='seekpath')
+            # seekpath's use of spglib's deprecated interfaces: noise in a demo's output.
+            for message in ('dict interface is deprecated', 'Set OLD_ERROR_HANDLING'):
+                warnings.filterwarnings('ignore', message=message, category=DeprecationWarning)
             results, node = run_get_node(builder)
     finally:
         progress.detach(logger)
