@@ -105,6 +105,11 @@ def test_examples_run(configured):
     aiida_path, _ = configured
     examples = sorted((pathlib.Path(__file__).parent.parent / 'examples').glob('*.py'))
     assert examples, 'no example scripts found'
+    expected = {
+        'silicon_singleshot.py': 'Eigenvalues at Gamma (eV): ',
+        'kinetic_similarity.py': 'Cosine distances between kinetic SOREPs',
+    }
+    assert {example.name for example in examples} == set(expected), 'add the new example to this test'
     for example in examples:
         result = run_cli(['python', str(example)], aiida_path)
-        assert 'Eigenvalues at Gamma' in result.stdout, example.name
+        assert expected[example.name] in result.stdout, example.name
