@@ -240,7 +240,10 @@ def test_campaign_survives_killed_worker_and_daemon_restart(daemon_profile):
     print('\n'.join(line for line in lines if 'Repaired' in line or 'Resubmitting' in line))
     active_filter = {'attributes.process_state': {'in': ['created', 'waiting', 'running']}}
     unsealed_filter = {'or': [{'attributes.sealed': False}, {'attributes': {'!has_key': 'sealed'}}]}
-    assert orm.QueryBuilder().append(orm.ProcessNode, filters=active_filter).count() == 0
+    leftover = orm.QueryBuilder().append(
+        orm.ProcessNode, filters=active_filter, project=['id', 'attributes.process_label', 'attributes.process_state']
+    )
+    assert leftover.count() == 0, f'active process nodes left behind: {leftover.all()}'
     unsealed = [node for (node,) in orm.QueryBuilder().append(orm.ProcessNode, filters=unsealed_filter).iterall()]
     assert not unsealed, [
         (n.pk, n.process_label, n.process_state, n.caller and (n.caller.pk, n.caller.is_sealed)) for n in unsealed

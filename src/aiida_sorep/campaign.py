@@ -501,9 +501,9 @@ TERMINAL_STATES = ('finished', 'excepted', 'killed')
 
 
 def _campaign_process_pks(label: str) -> set[int]:
-    """PKs of the work chains of campaign ``label`` and of every process they called, at any depth."""
+    """PKs of the work chains of campaign ``label`` (and of its retired ones) and of every process they called."""
     top = orm.QueryBuilder()
-    top.append(orm.Group, filters={'label': label}, tag='group')
+    top.append(orm.Group, filters={'label': {'in': [label, f'{label}/retired']}}, tag='group')
     top.append(orm.WorkflowNode, with_group='group', project='id')
     pks = {pk for (pk,) in top.iterall()}
     frontier = set(pks)
