@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tight_binding import chain_bands
 
 from aiida_sorep.core.dos import DosNormalization, smeared_dos
 from aiida_sorep.core.features import (
@@ -19,22 +20,6 @@ from aiida_sorep.core.features import (
     featurize_batch,
 )
 from aiida_sorep.core.smearing import Smearing
-
-
-def chain_bands(n_cells: int, n_kpoints: int, onsite: float = 1.0, hopping: float = -1.5) -> np.ndarray:
-    """Eigenvalues (eV), shape (1, n_k, 2 n_cells), of a diatomic tight-binding chain in a supercell of n_cells cells
-    (the Bloch Hamiltonian diagonalised on an unshifted mesh of the supercell's BZ; same model as in test_dos.py)."""
-    n_sites = 2 * n_cells
-    eigenvalues = []
-    for j in range(n_kpoints):
-        phase = np.exp(2j * np.pi * j / n_kpoints)
-        hamiltonian = np.diag([onsite if s % 2 == 0 else -onsite for s in range(n_sites)]).astype(complex)
-        for s in range(n_sites - 1):
-            hamiltonian[s, s + 1] = hamiltonian[s + 1, s] = hopping
-        hamiltonian[n_sites - 1, 0] += hopping * phase
-        hamiltonian[0, n_sites - 1] += hopping * np.conj(phase)
-        eigenvalues.append(np.linalg.eigvalsh(hamiltonian))
-    return np.array(eigenvalues)[np.newaxis]
 
 
 def _insulator(seed: int = 0, n_kpoints: int = 30) -> tuple[np.ndarray, np.ndarray, float]:
