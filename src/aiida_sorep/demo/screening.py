@@ -186,6 +186,8 @@ def run_screening_demo(
     logger = logging.getLogger('aiida')
     progress.attach(logger)
     try:
+        import spglib  # noqa: F401  (spglib adds its own warning filter on import: import it before ours)
+
         with warnings.catch_warnings():
             # seekpath's use of spglib's deprecated interfaces: noise in a demo's output.
             for message in ('dict interface is deprecated', 'Set OLD_ERROR_HANDLING'):
