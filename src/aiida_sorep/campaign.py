@@ -436,6 +436,18 @@ registered: AiiDA 2.9 can lose the ``remote_folder`` link of a CalcJob interrupt
 worker), 301/302 (the calculation excepted or was killed), and an excepted or killed work chain."""
 
 
+def _move_to_retired(label: str, pks: list[int]) -> list[int]:
+    """Move the work chains ``pks`` of campaign ``label`` to the group ``<label>/retired``; return the sorted PKs."""
+    group = orm.Group.collection.get(label=label)
+    retired, _ = orm.Group.collection.get_or_create(label=f'{label}/retired')
+    nodes = [orm.load_node(pk) for pk in pks]
+    for node in nodes:
+        node.base.extras.set(RETIRED_EXTRA, True)
+    retired.add_nodes(nodes)
+    group.remove_nodes(nodes)
+    return sorted(pks)
+
+
 def retire_failed(label: str, only: frozenset[tuple[str, int | None]] | None = None) -> list[int]:
     """Move the failed work chains of campaign ``label`` to the group ``<label>/retired``.
 
@@ -454,14 +466,7 @@ def retire_failed(label: str, only: frozenset[tuple[str, int | None]] | None = N
     ]
     if not pks:
         return []
-    group = orm.Group.collection.get(label=label)
-    retired, _ = orm.Group.collection.get_or_create(label=f'{label}/retired')
-    nodes = [orm.load_node(pk) for pk in pks]
-    for node in nodes:
-        node.base.extras.set(RETIRED_EXTRA, True)
-    retired.add_nodes(nodes)
-    group.remove_nodes(nodes)
-    return sorted(pks)
+    return _move_to_retired(label, pks)
 
 
 def _retire_infrastructure_failures(label: str, max_retries: int) -> list[int]:
@@ -486,14 +491,7 @@ def _retire_infrastructure_failures(label: str, max_retries: int) -> list[int]:
     ]
     if not eligible:
         return []
-    group = orm.Group.collection.get(label=label)
-    retired, _ = orm.Group.collection.get_or_create(label=f'{label}/retired')
-    nodes = [orm.load_node(pk) for pk in eligible]
-    for node in nodes:
-        node.base.extras.set(RETIRED_EXTRA, True)
-    retired.add_nodes(nodes)
-    group.remove_nodes(nodes)
-    return sorted(eligible)
+    return _move_to_retired(label, eligible)
 
 
 ORPHAN_STATUS = 'orphaned: its daemon worker died while it ran; the caller <{caller}> reran the step without it'
