@@ -11,22 +11,32 @@ Sources (experimental structures):
   the test data of atomate (``atomate/vasp/test_files/lobster/vasp_lobster_output/POSCAR``). K2Sn2O3 is the
   low-hole-mass p-type transparent-conductor candidate of Hautier et al., Nat. Commun. 4, 2292 (2013). PBE
   overestimates lattice constants by about 1 %; the experimental refinement is not used here.
-* BaTiO3, four phases from neutron powder diffraction by Kwei, Lawson, Billinge & Cheong, J. Phys. Chem. 97,
-  2368 (1993): cubic Pm-3m, tetragonal P4mm, orthorhombic Amm2 and rhombohedral R3m. The numbers below were
-  transcribed from that paper's tables from memory and not re-checked against it here; they reproduce the
-  published space groups and the size of the ferroelectric displacements (~0.1 Å), which is what the
-  clustering test needs.
+* BaTiO3, four phases (5-atom primitive cells); the source of each is in :data:`BATIO3_SOURCES`, with a
+  ``verified`` flag that says whether the numbers were checked, in a file read here, against the published
+  refinement:
+
+  - cubic Pm-3m: Buttner & Maslen, Acta Cryst. B48, 764 (1992), COD 2100862 (verified);
+  - orthorhombic Amm2: Xiao, Jin & Wang, Mater. Chem. Phys. 111, 209 (2008), ICSD 161341 (verified, with
+    one oxygen moved from an empty edge-centre site to the apical site: see its ``checked_against``);
+  - tetragonal P4mm and rhombohedral R3m: Kwei, Lawson, Billinge & Cheong, J. Phys. Chem. 97, 2368 (1993),
+    **not verified**: the numbers were entered from memory of that paper's tables and no copy of them could
+    be retrieved to check them. They have the published space groups and ferroelectric displacements of
+    ~0.1 Å, which is what the clustering test needs, but should not be quoted as experimental data.
 
 This module does not import ``aiida``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
 __all__ = (
     'BATIO3_PHASES',
+    'BATIO3_SOURCES',
+    'PublishedStructure',
     'batio3',
     'diamond',
     'distorted_copy',
@@ -35,6 +45,64 @@ __all__ = (
 )
 
 BATIO3_PHASES = ('cubic', 'tetragonal', 'orthorhombic', 'rhombohedral')
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedStructure:
+    """Where a reference structure comes from.
+
+    :param citation: the refinement the numbers are taken from.
+    :param database: database entry of that refinement (COD or ICSD number), or ``''``.
+    :param temperature: measurement temperature (K), or ``None`` when not known here.
+    :param verified: ``True`` when the numbers were checked against a copy of the published entry.
+    :param checked_against: the copy that was read to check them, or why they are not verified.
+    """
+
+    citation: str
+    database: str
+    temperature: float | None
+    verified: bool
+    checked_against: str
+
+
+BATIO3_SOURCES: dict[str, PublishedStructure] = {
+    'cubic': PublishedStructure(
+        citation='R. H. Buttner and E. N. Maslen, Acta Cryst. B48, 764-769 (1992)',
+        database='COD 2100862 (also ICSD 67518)',
+        temperature=None,
+        verified=True,
+        checked_against='COD 2100862 as shipped in cif2cell 2.1.0 (PyPI sdist, cifs/BaTiO3_cubic.cif): '
+        'Pm-3m, a = 4.006(2) Å, Ba 1a, Ti 1b, O 3c (origin shifted here to put Ba at 0,0,0)',
+    ),
+    'tetragonal': PublishedStructure(
+        citation='G. H. Kwei, A. C. Lawson, S. J. L. Billinge and S.-W. Cheong, J. Phys. Chem. 97, 2368 (1993)',
+        database='',
+        temperature=None,
+        verified=False,
+        checked_against='entered from memory of the paper; no copy of its tables could be retrieved to check '
+        'them (a catalogue record of the paper gives a = 3.9998, c = 4.0180 Å, against 3.9970 and 4.0314 here)',
+    ),
+    'orthorhombic': PublishedStructure(
+        citation='C. J. Xiao, C. Q. Jin and X. H. Wang, Mater. Chem. Phys. 111, 209-212 (2008), '
+        '"Crystal structure of dense nanocrystalline BaTiO3 ceramics"',
+        database='ICSD 161341',
+        temperature=293.0,
+        verified=True,
+        checked_against='ICSD 161341 as shipped in cif2cell 2.1.0 (PyPI sdist, cifs/BaTiO3_orthorhombic.cif): '
+        'Amm2, a = 4.0094(3), b = 5.6214(9), c = 5.6386(3) Å; Ba 2a (0, 0, 0), Ti 2b (1/2, 0, 0.5100), '
+        'O1 2b (1/2, 1/2, 0.4900), O2 4e (1/2, 0.7525, 0.7396). As printed there, O1 is on 2b, an empty '
+        'edge-centre site of the perovskite 2.7 and 2.9 Å from Ti, which leaves Ti with four O neighbours; '
+        'O1 is put here on 2a (0, 0, 0.4900), the apical site, which gives a TiO6 octahedron '
+        '(2 x 2.01, 2 x 1.90, 2 x 2.08 Å). That one coordinate is a correction made here, not published',
+    ),
+    'rhombohedral': PublishedStructure(
+        citation='G. H. Kwei, A. C. Lawson, S. J. L. Billinge and S.-W. Cheong, J. Phys. Chem. 97, 2368 (1993)',
+        database='',
+        temperature=None,
+        verified=False,
+        checked_against='entered from memory of the paper; no copy of its tables could be retrieved to check them',
+    ),
+}
 
 
 def diamond(element: str, a: float) -> Structure:
@@ -68,27 +136,31 @@ def k2sn2o3() -> Structure:
 
 
 def batio3(phase: str) -> Structure:
-    """BaTiO3 polymorph ``phase`` (one of :data:`BATIO3_PHASES`), 5 atoms (primitive cell), Kwei et al. (1993)."""
-    if phase == 'cubic':
-        lattice = Lattice.cubic(4.0060)
+    """BaTiO3 polymorph ``phase`` (one of :data:`BATIO3_PHASES`), 5 atoms (primitive cell).
+
+    The source of each phase, and whether its numbers were verified, is ``BATIO3_SOURCES[phase]``.
+    """
+    if phase == 'cubic':  # Buttner & Maslen (1992)
+        lattice = Lattice.cubic(4.006)
         frac = np.array([[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], dtype=float)
         return Structure(lattice, ['Ba', 'Ti', 'O', 'O', 'O'], frac)
-    if phase == 'tetragonal':
+    if phase == 'tetragonal':  # not verified, see BATIO3_SOURCES
         return Structure.from_spacegroup(
             'P4mm',
             Lattice.tetragonal(3.9970, 4.0314),
             ['Ba', 'Ti', 'O', 'O'],
             [[0, 0, 0], [0.5, 0.5, 0.5224], [0.5, 0.5, -0.0244], [0.5, 0, 0.4895]],
         )
-    if phase == 'orthorhombic':
+    if phase == 'orthorhombic':  # Xiao, Jin & Wang (2008), ICSD 161341
         conventional = Structure.from_spacegroup(
             'Amm2',
-            Lattice.orthorhombic(3.9841, 5.6741, 5.6916),
+            Lattice.orthorhombic(4.0094, 5.6214, 5.6386),
             ['Ba', 'Ti', 'O', 'O'],
-            [[0, 0, 0], [0.5, 0, 0.4896], [0, 0, 0.5103], [0.5, 0.2558, 0.2336]],
+            [[0, 0, 0], [0.5, 0, 0.5100], [0, 0, 0.4900], [0.5, 0.7525, 0.7396]],  # O1: see BATIO3_SOURCES
         )
         return conventional.get_primitive_structure()
-    if phase == 'rhombohedral':  # rhombohedral axes: O at (x, x, z) and its two cyclic permutations
+    if phase == 'rhombohedral':  # not verified, see BATIO3_SOURCES
+        # rhombohedral axes: O at (x, x, z) and its two cyclic permutations
         x_ti, x_o, z_o = 0.4863, 0.5109, 0.0187
         frac = np.array([[0, 0, 0], [x_ti, x_ti, x_ti], [x_o, x_o, z_o], [x_o, z_o, x_o], [z_o, x_o, x_o]])
         return Structure(Lattice.rhombohedral(4.0036, 89.839), ['Ba', 'Ti', 'O', 'O', 'O'], frac)
