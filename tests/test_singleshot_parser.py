@@ -288,6 +288,27 @@ def test_patched_equals_stock(singleshot_node, name):
         np.testing.assert_allclose(patched['features'][kind].features, stock['features'][kind].features, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ('sorep_parameters', 'exit_status', 'words'),
+    [
+        ({'smearing': 'lorentzian'}, 420, 'Fermi level could not be rebuilt'),
+        ({'features': {'bogus': {}}}, 421, 'features could not be computed'),
+    ],
+)
+def test_fermi_and_feature_failures_are_exit_codes(singleshot_node, sorep_parameters, exit_status, words):
+    """Parameters that the input validator refuses at submission give 420/421, not a traceback, if they reach the
+    parser (a node built by hand or by an older version); the bands are attached all the same."""
+    from aiida_sorep.calculations.singleshot import validate_sorep_parameters
+
+    assert validate_sorep_parameters(orm.Dict(sorep_parameters), None) is not None
+    node = singleshot_node('stock_al', sorep_parameters=sorep_parameters)
+    results, calcfunction = SingleShotParser.parse_from_node(node, store_provenance=False)
+    assert calcfunction.exit_status == exit_status
+    assert words in calcfunction.exit_message
+    assert 'output_band' in results
+    assert 'features' not in results
+
+
 def test_unexpected_exception_is_350(singleshot_node):
     """An inconsistent node (padded output, padding not allowed in its inputs) gives 350, not a traceback."""
     node = singleshot_node('stock_mg_random', allow=False)
