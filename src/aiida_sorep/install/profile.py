@@ -141,38 +141,70 @@ def ensure_profile(
     return profile, created
 
 
-def ensure_localhost(echo: Callable[[str], object] = print) -> tuple[Any, bool]:
-    """Return the ``localhost`` computer (core.local transport, core.direct scheduler), creating it if needed."""
+def ensure_local_computer(
+    label: str,
+    *,
+    scheduler_type: str,
+    description: str,
+    workdir: str | None = None,
+    scratch_suffix: str = '',
+    check: Callable[[Any], None] | None = None,
+    echo: Callable[[str], object] = print,
+) -> tuple[Any, bool]:
+    """Return the computer ``label`` on this machine (core.local transport), creating it if needed.
+
+    A new computer gets ``scheduler_type``, one MPI process per machine, a 1 s job poll and no safe interval.
+    An existing one is passed to ``check`` (which raises if it does not fit) and configured if it is not yet.
+
+    :param workdir: scratch folder of the jobs (default ``<AiiDA config folder>/scratch/<profile><scratch_suffix>``).
+    :returns: ``(computer, created)``.
+    """
     from aiida import orm
     from aiida.common.exceptions import NotExistent
     from aiida.manage.configuration import get_config, get_profile
 
     try:
-        computer = orm.load_computer(COMPUTER_LABEL)
+        computer = orm.load_computer(label)
     except NotExistent:
-        profile = get_profile()
-        workdir = pathlib.Path(get_config().dirpath) / 'scratch' / profile.name
-        echo(f'Setting up computer `{COMPUTER_LABEL}` (core.local, core.direct), work directory {workdir}')
+        scratch = pathlib.Path(get_config().dirpath) / 'scratch'
+        workdir = workdir or str(scratch / f'{get_profile().name}{scratch_suffix}')
+        echo(f'Setting up computer `{label}` (core.local, {scheduler_type}), work directory {workdir}')
         computer = orm.Computer(
-            label=COMPUTER_LABEL,
+            label=label,
             hostname='localhost',
-            description='This machine, set up by aiida-sorep',
+            description=description,
             transport_type='core.local',
-            scheduler_type='core.direct',
-            workdir=str(workdir),
+            scheduler_type=scheduler_type,
+            workdir=workdir,
         ).store()
+        computer.set_default_mpiprocs_per_machine(1)
         computer.configure(safe_interval=0)
         computer.set_minimum_job_poll_interval(1)
-        computer.set_default_mpiprocs_per_machine(1)
         return computer, True
 
-    if computer.transport_type != 'core.local':
-        raise ProfileSetupError(
-            f'computer `{COMPUTER_LABEL}` exists but uses transport `{computer.transport_type}`, not core.local.'
-        )
+    if check is not None:
+        check(computer)
     if not computer.is_configured:
         computer.configure(safe_interval=0)
     return computer, False
+
+
+def ensure_localhost(echo: Callable[[str], object] = print) -> tuple[Any, bool]:
+    """Return the ``localhost`` computer (core.local transport, core.direct scheduler), creating it if needed."""
+
+    def check(computer: Any) -> None:
+        if computer.transport_type != 'core.local':
+            raise ProfileSetupError(
+                f'computer `{COMPUTER_LABEL}` exists but uses transport `{computer.transport_type}`, not core.local.'
+            )
+
+    return ensure_local_computer(
+        COMPUTER_LABEL,
+        scheduler_type='core.direct',
+        description='This machine, set up by aiida-sorep',
+        check=check,
+        echo=echo,
+    )
 
 
 def ensure_code(

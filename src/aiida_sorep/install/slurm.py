@@ -53,32 +53,23 @@ def ensure_slurm_computer(
 
     :param workdir: scratch folder of the jobs (default ``<AiiDA config folder>/scratch/<profile>-slurm``).
     """
-    from aiida import orm
-    from aiida.common.exceptions import NotExistent
-    from aiida.manage.configuration import get_config, get_profile
+    from .profile import ensure_local_computer
 
-    try:
-        computer = orm.load_computer(label)
-    except NotExistent:
-        workdir = workdir or str(pathlib.Path(get_config().dirpath) / 'scratch' / f'{get_profile().name}-slurm')
-        echo(f'Setting up computer `{label}` (core.local, core.slurm), work directory {workdir}')
-        computer = orm.Computer(
-            label=label,
-            hostname='localhost',
-            description='This machine through its local one-node SLURM (install/slurm.sh)',
-            transport_type='core.local',
-            scheduler_type='core.slurm',
-            workdir=workdir,
-        ).store()
-        computer.set_default_mpiprocs_per_machine(1)
-        computer.configure(safe_interval=0)
-        computer.set_minimum_job_poll_interval(1)
-        return computer, True
-    if computer.scheduler_type != 'core.slurm':
-        raise SlurmSetupError(f'computer `{label}` exists with scheduler `{computer.scheduler_type}`, not core.slurm')
-    if not computer.is_configured:
-        computer.configure(safe_interval=0)
-    return computer, False
+    def check(computer: Any) -> None:
+        if computer.scheduler_type != 'core.slurm':
+            raise SlurmSetupError(
+                f'computer `{label}` exists with scheduler `{computer.scheduler_type}`, not core.slurm'
+            )
+
+    return ensure_local_computer(
+        label,
+        scheduler_type='core.slurm',
+        description='This machine through its local one-node SLURM (install/slurm.sh)',
+        workdir=workdir,
+        scratch_suffix='-slurm',
+        check=check,
+        echo=echo,
+    )
 
 
 def ensure_slurm_code(executable: str, computer: Any, label: str = 'pw') -> tuple[Any, bool]:
