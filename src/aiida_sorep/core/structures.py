@@ -65,6 +65,9 @@ class PublishedStructure:
     checked_against: str
 
 
+_KWEI_1993 = 'G. H. Kwei, A. C. Lawson, S. J. L. Billinge and S.-W. Cheong, J. Phys. Chem. 97, 2368 (1993)'
+_NOT_RETRIEVED = 'entered from memory of the paper; no copy of its tables could be retrieved to check them'
+
 BATIO3_SOURCES: dict[str, PublishedStructure] = {
     'cubic': PublishedStructure(
         citation='R. H. Buttner and E. N. Maslen, Acta Cryst. B48, 764-769 (1992)',
@@ -75,12 +78,12 @@ BATIO3_SOURCES: dict[str, PublishedStructure] = {
         'Pm-3m, a = 4.006(2) Å, Ba 1a, Ti 1b, O 3c (origin shifted here to put Ba at 0,0,0)',
     ),
     'tetragonal': PublishedStructure(
-        citation='G. H. Kwei, A. C. Lawson, S. J. L. Billinge and S.-W. Cheong, J. Phys. Chem. 97, 2368 (1993)',
+        citation=_KWEI_1993,
         database='',
         temperature=None,
         verified=False,
-        checked_against='entered from memory of the paper; no copy of its tables could be retrieved to check '
-        'them (a catalogue record of the paper gives a = 3.9998, c = 4.0180 Å, against 3.9970 and 4.0314 here)',
+        checked_against=f'{_NOT_RETRIEVED} (a catalogue record of the paper gives a = 3.9998, c = 4.0180 Å, '
+        'against 3.9970 and 4.0314 here)',
     ),
     'orthorhombic': PublishedStructure(
         citation='C. J. Xiao, C. Q. Jin and X. H. Wang, Mater. Chem. Phys. 111, 209-212 (2008), '
@@ -96,11 +99,11 @@ BATIO3_SOURCES: dict[str, PublishedStructure] = {
         '(2 x 2.01, 2 x 1.90, 2 x 2.08 Å). That one coordinate is a correction made here, not published',
     ),
     'rhombohedral': PublishedStructure(
-        citation='G. H. Kwei, A. C. Lawson, S. J. L. Billinge and S.-W. Cheong, J. Phys. Chem. 97, 2368 (1993)',
+        citation=_KWEI_1993,
         database='',
         temperature=None,
         verified=False,
-        checked_against='entered from memory of the paper; no copy of its tables could be retrieved to check them',
+        checked_against=_NOT_RETRIEVED,
     ),
 }
 
